@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "assetfs",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "assetfs", targets: ["assetfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Thin system-library targets: one per C library, each a modulemap plus a shim header.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CFUSE3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+
+        // Bytes: chunker, hashing, codec, pack files, the PackStorage protocol and its local backend.
+        .target(name: "AssetStore", dependencies: [
+            "CZstd",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Assets, versions, trees, tags, audit: the Catalog protocol and its SQLite implementation.
+        .target(name: "AssetCatalog", dependencies: ["CSQLite", "AssetStore"]),
+        // Operations over store + catalog: import, export, verify, diff, gc.
+        .target(name: "AssetRepository", dependencies: [
+            "AssetStore", "AssetCatalog",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // POSIX semantics without the kernel; speaks errno, never imports CFUSE3.
+        .target(name: "AssetVFS", dependencies: [
+            "AssetRepository",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The only importer of CFUSE3: translation of kernel requests into VFS calls.
+        .target(name: "AssetFUSE", dependencies: [
+            "CFUSE3", "AssetVFS",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "assetfs", dependencies: [
+            "AssetStore", "AssetCatalog", "AssetRepository", "AssetVFS", "AssetFUSE",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "AssetBench", dependencies: [
+            "AssetStore",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], path: "Benchmarks/AssetBench"),
+
+        .testTarget(name: "AssetStoreTests", dependencies: ["AssetStore"]),
+        .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog"]),
+        .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["AssetStore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

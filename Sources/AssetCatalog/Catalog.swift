@@ -1,0 +1,64 @@
+import AssetStore
+
+/// The catalog: assets, versions, trees, files, the chunk index, tags and the audit log.
+///
+/// SQLite is the embedded implementation (`SQLiteCatalog`); a PostgreSQL catalog for many hosts is meant to be a
+/// second conforming type. Every method is safe to call from any thread.
+public protocol Catalog: AnyObject, Sendable {
+    // Assets and versions
+    func assets() throws -> [AssetInfo]
+    func versions(of asset: String) throws -> [VersionInfo]
+    func version(of asset: String, number: Int) throws -> VersionInfo?
+    /// The version a reference names, or an error that names what is missing.
+    func resolve(_ ref: Ref) throws -> VersionInfo
+    func tags(of asset: String) throws -> [(name: String, version: Int)]
+
+    // Trees and files
+    func tree(_ id: Int64) throws -> TreeInfo
+    func entries(of treeID: Int64) throws -> [TreeEntry]
+    func entry(in treeID: Int64, named name: [UInt8]) throws -> TreeEntry?
+    func file(_ id: Int64) throws -> FileInfo
+    func fileChunks(_ fileID: Int64) throws -> [FileChunk]
+    func chunkLocation(_ id: ContentHash) throws -> ChunkLocation?
+    func statCache(asset: String, path: [UInt8]) throws -> StatCacheEntry?
+
+    // Writing: a batch is one transaction.
+    func write<T>(_ body: (CatalogWriter) throws -> T) throws -> T
+
+    // Governance
+    func setTag(asset: String, name: String, version: Int, user: String) throws -> Int?
+    func removeTag(asset: String, name: String, user: String) throws -> Int
+    func deleteVersion(asset: String, number: Int, user: String) throws
+    func audit(asset: String?) throws -> [AuditEntry]
+
+    // Maintenance
+    func statistics() throws -> StoreStatistics
+    func packs() throws -> [(id: ContentHash, size: UInt64)]
+    func allChunks() throws -> [ChunkLocation]
+    func chunks(inPack pack: ContentHash) throws -> [ChunkLocation]
+    func allFiles() throws -> [FileInfo]
+    func filesUsing(chunk: ContentHash) throws -> [Int64]
+    /// Deletes every version-unreachable tree, file and chunk row; returns the chunk rows removed.
+    func deleteUnreachable() throws -> Int
+    /// Points chunks at their copies in a new pack and forgets the old pack, in one transaction.
+    func relocate(_ chunks: [ChunkLocation], newPack: ContentHash, newPackSize: UInt64, dropping oldPacks: [ContentHash]) throws
+    func forgetPacks(_ ids: [ContentHash]) throws
+    /// Live (indexed) bytes per pack, for deciding which packs to rewrite.
+    func liveBytesPerPack() throws -> [ContentHash: UInt64]
+}
+
+/// Operations allowed inside one write transaction.
+public protocol CatalogWriter {
+    /// Records a durable pack and the chunks in it; chunks already indexed elsewhere keep their old location.
+    func recordPack(_ id: ContentHash, size: UInt64, chunks: [ChunkLocation]) throws
+    func chunkExists(_ id: ContentHash) throws -> Bool
+    /// Inserts a file (or finds the identical one) and returns its id.
+    func insertFile(hash: ContentHash, size: UInt64, chunks: [(offset: UInt64, chunk: ContentHash)]) throws -> Int64
+    func fileID(hash: ContentHash) throws -> Int64?
+    /// Inserts a tree (or finds the identical one) and returns its id.
+    func insertTree(hash: ContentHash, entries: [TreeEntry], fileCount: Int, totalSize: UInt64) throws -> Int64
+    /// Creates the next version of `asset` (creating the asset if needed); returns its number.
+    func createVersion(asset: String, _ version: NewVersion, user: String) throws -> Int
+    func latestVersionNumber(asset: String) throws -> Int?
+    func replaceStatCache(asset: String, entries: [(path: [UInt8], entry: StatCacheEntry)]) throws
+}

@@ -1,0 +1,170 @@
+import AssetStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Clock {
+    public static func nowNanoseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
+
+public enum EntryKind: UInt8, Sendable, Codable {
+    case file = 0
+    case directory = 1
+    case symlink = 2
+}
+
+/// One name in a directory of a version. Names are raw bytes: non-UTF-8 names round-trip.
+public struct TreeEntry: Sendable, Equatable {
+    public var name: [UInt8]
+    public var kind: EntryKind
+    public var mode: UInt32  // permission bits only (07777)
+    public var uid: UInt32
+    public var gid: UInt32
+    public var size: UInt64
+    public var mtimeNs: Int64
+    public var target: [UInt8]?  // symlink target
+    public var fileID: Int64?
+    public var subtreeID: Int64?
+
+    public init(name: [UInt8], kind: EntryKind, mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64, mtimeNs: Int64,
+                target: [UInt8]? = nil, fileID: Int64? = nil, subtreeID: Int64? = nil) {
+        self.name = name
+        self.kind = kind
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.size = size
+        self.mtimeNs = mtimeNs
+        self.target = target
+        self.fileID = fileID
+        self.subtreeID = subtreeID
+    }
+
+    public var displayName: String { String(decoding: name, as: UTF8.self) }
+}
+
+public struct TreeInfo: Sendable, Equatable {
+    public let id: Int64
+    public let hash: ContentHash
+    public let entryCount: Int
+    public let fileCount: Int
+    public let totalSize: UInt64
+}
+
+public struct FileInfo: Sendable {
+    public let id: Int64
+    public let hash: ContentHash
+    public let size: UInt64
+    public let chunkCount: Int
+}
+
+/// A chunk of a file at its offset; the ordered list allows binary search for any read offset.
+public struct FileChunk: Sendable {
+    public let offset: UInt64
+    public let location: ChunkLocation
+}
+
+public struct AssetInfo: Sendable, Codable {
+    public let id: Int64
+    public let name: String
+    public let createdNs: Int64
+    public let versionCount: Int
+    public let latest: Int?
+}
+
+public struct MetaItem: Sendable, Codable, Equatable {
+    public let key: String
+    public let value: String
+    public init(key: String, value: String) {
+        self.key = key
+        self.value = value
+    }
+}
+
+public struct VersionInfo: Sendable {
+    public let id: Int64
+    public let asset: String
+    public let number: Int
+    public let parent: Int?
+    public let createdNs: Int64
+    public let author: String
+    public let message: String
+    public let rootTreeID: Int64
+    public let rootHash: ContentHash
+    public let fileCount: Int
+    public let logicalBytes: UInt64
+    public let newBytes: UInt64
+    public let meta: [MetaItem]
+    public var tags: [String]
+}
+
+/// What a new version records; the catalog assigns the number.
+public struct NewVersion: Sendable {
+    public var rootTreeID: Int64
+    public var parent: Int?
+    public var author: String
+    public var message: String
+    public var fileCount: Int
+    public var logicalBytes: UInt64
+    public var newBytes: UInt64
+    public var meta: [MetaItem]
+    public var tag: String?
+
+    public init(rootTreeID: Int64, parent: Int?, author: String, message: String, fileCount: Int,
+                logicalBytes: UInt64, newBytes: UInt64, meta: [MetaItem], tag: String?) {
+        self.rootTreeID = rootTreeID
+        self.parent = parent
+        self.author = author
+        self.message = message
+        self.fileCount = fileCount
+        self.logicalBytes = logicalBytes
+        self.newBytes = newBytes
+        self.meta = meta
+        self.tag = tag
+    }
+}
+
+public struct AuditEntry: Sendable, Codable {
+    public let id: Int64
+    public let atNs: Int64
+    public let user: String
+    public let action: String
+    public let asset: String
+    public let subject: String
+    public let from: String?
+    public let to: String?
+    public let detail: String
+}
+
+/// A row of the stat cache: how the source file looked when it was last imported, and what it was.
+public struct StatCacheEntry: Sendable {
+    public let size: UInt64
+    public let mtimeNs: Int64
+    public let ctimeNs: Int64
+    public let inode: UInt64
+    public let fileID: Int64
+    public init(size: UInt64, mtimeNs: Int64, ctimeNs: Int64, inode: UInt64, fileID: Int64) {
+        self.size = size
+        self.mtimeNs = mtimeNs
+        self.ctimeNs = ctimeNs
+        self.inode = inode
+        self.fileID = fileID
+    }
+}
+
+public struct StoreStatistics: Sendable, Codable {
+    public var assets = 0
+    public var versions = 0
+    public var logicalBytes: UInt64 = 0
+    public var uniqueFileBytes: UInt64 = 0
+    public var chunkRawBytes: UInt64 = 0
+    public var chunkStoredBytes: UInt64 = 0
+    public var chunks = 0
+    public var packs = 0
+    public var packBytes: UInt64 = 0
+    public init() {}
+}

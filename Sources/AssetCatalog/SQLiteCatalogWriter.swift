@@ -1,0 +1,127 @@
+import AssetStore
+
+/// The write operations of one SQLite transaction. Only created by `SQLiteCatalog.write`, under its lock.
+struct SQLiteCatalogWriter: CatalogWriter {
+    let db: SQLiteDatabase
+
+    func recordPack(_ id: ContentHash, size: UInt64, chunks: [ChunkLocation]) throws {
+        try db.run("INSERT OR IGNORE INTO packs(name, size, created_ns) VALUES(?, ?, ?)",
+                   [.blob(id.bytes), .int(Int64(size)), .int(Clock.nowNanoseconds())])
+        guard let packID = try db.first("SELECT id FROM packs WHERE name = ?", [.blob(id.bytes)], { $0.int(0) }) else {
+            throw CatalogError(.corrupt, "pack row vanished during insert")
+        }
+        for c in chunks {
+            // OR IGNORE: a concurrent import may have indexed the same chunk first; its copy wins and ours is garbage.
+            try db.run("""
+                INSERT OR IGNORE INTO chunks(hash, pack_id, offset, length, raw_length, codec, table_hash)
+                VALUES(?, ?, ?, ?, ?, ?, ?)
+                """, [.blob(c.id.bytes), .int(packID), .int(Int64(c.offset)), .int(Int64(c.length)),
+                      .int(Int64(c.rawLength)), .int(Int64(c.codec.rawValue)), .blob(c.tableHash.bytes)])
+        }
+    }
+
+    func chunkExists(_ id: ContentHash) throws -> Bool {
+        try db.first("SELECT 1 FROM chunks WHERE hash = ?", [.blob(id.bytes)]) { _ in true } ?? false
+    }
+
+    func fileID(hash: ContentHash) throws -> Int64? {
+        try db.first("SELECT id FROM files WHERE hash = ?", [.blob(hash.bytes)]) { $0.int(0) }
+    }
+
+    func insertFile(hash: ContentHash, size: UInt64, chunks: [(offset: UInt64, chunk: ContentHash)]) throws -> Int64 {
+        if let id = try fileID(hash: hash) { return id }
+        try db.run("INSERT INTO files(hash, size, chunk_count) VALUES(?, ?, ?)",
+                   [.blob(hash.bytes), .int(Int64(size)), .int(Int64(chunks.count))])
+        let id = db.lastInsertRowID
+        for (seq, c) in chunks.enumerated() {
+            guard let chunkID = try db.first("SELECT id FROM chunks WHERE hash = ?", [.blob(c.chunk.bytes)], { $0.int(0) }) else {
+                throw CatalogError(.invalid, "file \(hash.short) refers to chunk \(c.chunk.short), which is not indexed")
+            }
+            try db.run("INSERT INTO file_chunks(file_id, seq, offset, chunk_id) VALUES(?, ?, ?, ?)",
+                       [.int(id), .int(Int64(seq)), .int(Int64(c.offset)), .int(chunkID)])
+        }
+        return id
+    }
+
+    func insertTree(hash: ContentHash, entries: [TreeEntry], fileCount: Int, totalSize: UInt64) throws -> Int64 {
+        if let id = try db.first("SELECT id FROM trees WHERE hash = ?", [.blob(hash.bytes)], { $0.int(0) }) { return id }
+        try db.run("INSERT INTO trees(hash, entry_count, file_count, total_size) VALUES(?, ?, ?, ?)",
+                   [.blob(hash.bytes), .int(Int64(entries.count)), .int(Int64(fileCount)), .int(Int64(totalSize))])
+        let id = db.lastInsertRowID
+        for e in entries {
+            try db.run("""
+                INSERT INTO entries(tree_id, name, kind, mode, uid, gid, size, mtime_ns, target, file_id, subtree_id)
+                VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [.int(id), .blob(e.name), .int(Int64(e.kind.rawValue)), .int(Int64(e.mode)), .int(Int64(e.uid)),
+                      .int(Int64(e.gid)), .int(Int64(e.size)), .int(e.mtimeNs), e.target.map { .blob($0) } ?? .null,
+                      e.fileID.map { .int($0) } ?? .null, e.subtreeID.map { .int($0) } ?? .null])
+        }
+        return id
+    }
+
+    func assetID(_ name: String, create: Bool) throws -> Int64? {
+        if let id = try db.first("SELECT id FROM assets WHERE name = ?", [.text(name)], { $0.int(0) }) { return id }
+        guard create else { return nil }
+        try db.run("INSERT INTO assets(name, created_ns) VALUES(?, ?)", [.text(name), .int(Clock.nowNanoseconds())])
+        return db.lastInsertRowID
+    }
+
+    func latestVersionNumber(asset: String) throws -> Int? {
+        try db.first("""
+            SELECT MAX(v.number) FROM versions v JOIN assets a ON a.id = v.asset_id WHERE a.name = ?
+            """, [.text(asset)]) { $0.optionalInt(0).map(Int.init) } ?? nil
+    }
+
+    func createVersion(asset: String, _ version: NewVersion, user: String) throws -> Int {
+        guard let assetID = try assetID(asset, create: true) else { throw CatalogError(.invalid, "cannot create asset") }
+        let number = Int(try db.first("SELECT next_version FROM assets WHERE id = ?", [.int(assetID)]) { $0.int(0) } ?? 1)
+        let now = Clock.nowNanoseconds()
+        try db.run("UPDATE assets SET next_version = ? WHERE id = ?", [.int(Int64(number + 1)), .int(assetID)])
+        try db.run("""
+            INSERT INTO versions(asset_id, number, parent, created_ns, author, message, root_tree_id, file_count,
+                                 logical_bytes, new_bytes, meta)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [.int(assetID), .int(Int64(number)), version.parent.map { .int(Int64($0)) } ?? .null, .int(now),
+                  .text(version.author), .text(version.message), .int(version.rootTreeID),
+                  .int(Int64(version.fileCount)), .int(Int64(version.logicalBytes)), .int(Int64(version.newBytes)),
+                  .text(MetaCoding.encode(version.meta))])
+        try appendAudit(db, user: user, action: "create-version", asset: asset, subject: "v\(number)",
+                        from: version.parent.map { "v\($0)" }, to: "v\(number)", detail: version.message)
+        if let tag = version.tag {
+            let old = try setTagRow(db, assetID: assetID, name: tag, version: number)
+            try appendAudit(db, user: user, action: "tag", asset: asset, subject: tag, from: old.map { "v\($0)" },
+                            to: "v\(number)", detail: "")
+        }
+        return number
+    }
+
+    func replaceStatCache(asset: String, entries: [(path: [UInt8], entry: StatCacheEntry)]) throws {
+        guard let assetID = try assetID(asset, create: true) else { return }
+        try db.run("DELETE FROM stat_cache WHERE asset_id = ?", [.int(assetID)])
+        for (path, e) in entries {
+            try db.run("""
+                INSERT OR REPLACE INTO stat_cache(asset_id, path, size, mtime_ns, ctime_ns, inode, file_id)
+                VALUES(?, ?, ?, ?, ?, ?, ?)
+                """, [.int(assetID), .blob(path), .int(Int64(e.size)), .int(e.mtimeNs), .int(e.ctimeNs),
+                      .int(Int64(bitPattern: e.inode)), .int(e.fileID)])
+        }
+    }
+}
+
+/// Sets a tag; returns the version it pointed to before, if any.
+func setTagRow(_ db: SQLiteDatabase, assetID: Int64, name: String, version: Int) throws -> Int? {
+    let old = try db.first("SELECT version FROM tags WHERE asset_id = ? AND name = ?", [.int(assetID), .text(name)]) {
+        Int($0.int(0))
+    }
+    try db.run("INSERT OR REPLACE INTO tags(asset_id, name, version) VALUES(?, ?, ?)",
+               [.int(assetID), .text(name), .int(Int64(version))])
+    return old
+}
+
+func appendAudit(_ db: SQLiteDatabase, user: String, action: String, asset: String, subject: String, from: String?,
+                 to: String?, detail: String) throws {
+    try db.run("""
+        INSERT INTO audit(at_ns, user, action, asset, subject, from_value, to_value, detail) VALUES(?, ?, ?, ?, ?, ?, ?, ?)
+        """, [.int(Clock.nowNanoseconds()), .text(user), .text(action), .text(asset), .text(subject),
+              from.map { .text($0) } ?? .null, to.map { .text($0) } ?? .null, .text(detail)])
+}

@@ -1,0 +1,161 @@
+import AssetCatalog
+import AssetStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Importer {
+    /// Imports one regular file, or reuses the parent's copy when size, mtime, ctime and inode are unchanged.
+    func importFile(_ dirFD: Int32, name: [UInt8], path: [UInt8], stat st: stat) throws -> FileBuild {
+        let size = UInt64(st.st_size)
+        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+        let ctime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        let statEntry = StatCacheEntry(size: size, mtimeNs: mtime, ctimeNs: ctime, inode: UInt64(st.st_ino), fileID: 0)
+        fileCount += 1
+        logicalBytes += size
+        if !options.rehash, let cached = try repo.catalog.statCache(asset: options.asset, path: path),
+            cached.size == size, cached.mtimeNs == mtime, cached.ctimeNs == ctime, cached.inode == UInt64(st.st_ino),
+            let info = try? repo.catalog.file(cached.fileID)  // Safe: a missing row (gc'd) just means re-reading.
+        {
+            let file = FileBuild(size: size)
+            file.streamedHash = info.hash
+            file.id = info.id
+            pipeline.noteKnownFile(info.hash, id: info.id)
+            statRows.append((path, StatCacheEntry(size: size, mtimeNs: mtime, ctimeNs: ctime, inode: UInt64(st.st_ino), fileID: info.id), nil))
+            filesReused += 1
+            bytesRead += size
+            reportProgress()
+            return file
+        }
+        let file = try readFile(dirFD, name: name, path: path, expected: st)
+        statRows.append((path, statEntry, file))
+        filesRead += 1
+        return file
+    }
+
+    /// Streams a file through the chunker. Memory stays at one read buffer plus the batches in flight.
+    func readFile(_ dirFD: Int32, name: [UInt8], path: [UInt8], expected: stat) throws -> FileBuild {
+        let fd = openat(dirFD, cString(name), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | oNoAtime)
+        let raw = fd >= 0 ? fd : openat(dirFD, cString(name), O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        if raw < 0 {
+            if errno == ENOENT { throw vanished(path) }
+            throw RepositoryError(.failure, "cannot open \(display(path)): \(String(cString: strerror(errno)))")
+        }
+        let handle = FileDescriptor(raw: raw, path: display(path))
+        defer { handle.close() }
+        let before = try handle.stat()
+        guard before.st_ino == expected.st_ino, before.st_mode & S_IFMT == S_IFREG else { throw changed(path) }
+
+        let file = FileBuild(size: UInt64(before.st_size))
+        var hasher = StreamingHasher()
+        var firstChunk: [UInt8]? = nil
+        var filled = 0
+        var eof = false
+        var offset: UInt64 = 0
+        let maxChunk = chunker.parameters.maxSize
+        while true {
+            while !eof && filled < buffer.count {
+                let n = try handle.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+                if n == 0 { eof = true } else { filled += n }
+            }
+            var start = 0
+            while filled - start >= maxChunk || (eof && start < filled) {
+                let view = UnsafeRawBufferPointer(rebasing: buffer[start..<filled])
+                let length = chunker.cutPoint(view)
+                let bytes = Array(UnsafeRawBufferPointer(rebasing: view[0..<length]))
+                // Single-chunk files use their chunk hash as the file hash: hash the stream only from chunk two.
+                if file.offsets.isEmpty {
+                    firstChunk = bytes
+                } else {
+                    if let first = firstChunk {
+                        hasher.update(first)
+                        firstChunk = nil
+                    }
+                    hasher.update(bytes)
+                }
+                file.offsets.append(offset)
+                file.chunkHashes.append(nil)
+                addJob(ChunkJob(file: file, index: file.offsets.count - 1, bytes: bytes))
+                offset += UInt64(length)
+                start += length
+                bytesRead += UInt64(length)
+                if batchBytes >= batchLimit { try flushBatch() }
+                reportProgress()
+            }
+            if start > 0 {
+                let rest = filled - start
+                if rest > 0 { buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: rest) }
+                filled = rest
+            }
+            if eof && filled == 0 { break }
+        }
+        let after = try handle.stat()
+        guard offset == UInt64(before.st_size), after.st_size == before.st_size,
+            after.st_mtim.tv_sec == before.st_mtim.tv_sec, after.st_mtim.tv_nsec == before.st_mtim.tv_nsec
+        else { throw changed(path) }
+        if file.offsets.count > 1 { file.streamedHash = hasher.finalize() }
+        pipeline.enqueue(.file(file))
+        return file
+    }
+
+    func changed(_ path: [UInt8]) -> RepositoryError {
+        RepositoryError(.failure, "\(display(path)) changed while being imported; nothing was stored, re-run the import when the file is no longer being written")
+    }
+
+    func addJob(_ job: ChunkJob) {
+        batch.append(job)
+        batchBytes += job.bytes.count
+    }
+
+    func flushBatch() throws {
+        guard !batch.isEmpty else { return }
+        let jobs = batch
+        batch = []
+        batchBytes = 0
+        try pipeline.submit(jobs)
+    }
+
+    func readDirectoryNames(_ fd: Int32, path: [UInt8]) throws -> [[UInt8]] {
+        let dupFD = dup(fd)
+        guard dupFD >= 0, let dir = fdopendir(dupFD) else {
+            throw RepositoryError(.failure, "cannot list \(display(path)): \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(dir) else {
+                if errno != 0 { throw RepositoryError(.failure, "cannot list \(display(path)): \(String(cString: strerror(errno)))") }
+                break
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> [UInt8] in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                return Array(bytes[0..<(bytes.firstIndex(of: 0) ?? bytes.count)])
+            }
+            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    /// Total bytes of regular files, for the progress bar's ETA.
+    func measure(_ fd: Int32) throws -> UInt64 {
+        var total: UInt64 = 0
+        for name in try readDirectoryNames(fd, path: []) {
+            var st = stat()
+            guard fstatat(fd, cString(name), &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            if st.st_mode & S_IFMT == S_IFREG { total += UInt64(st.st_size) }
+            if st.st_mode & S_IFMT == S_IFDIR {
+                let child = openat(fd, cString(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if child >= 0 {
+                    defer { Glibc.close(child) }
+                    total += (try? measure(child)) ?? 0  // Safe: only the ETA is affected.
+                }
+            }
+        }
+        return total
+    }
+}
+
+/// O_NOATIME (Linux): reading a source must not touch its atime; only allowed for the file's owner or root.
+let oNoAtime: Int32 = 0o1000000

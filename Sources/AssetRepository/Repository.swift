@@ -1,0 +1,160 @@
+import AssetCatalog
+import AssetStore
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What `assetfs-store.json` holds: the format marker and the parameters fixed when the store was created.
+public struct StoreConfig: Codable, Sendable {
+    public static let formatName = "assetfs-store"
+    public var format: String
+    public var version: Int
+    public var chunker: ChunkerParameters
+    public var createdNs: Int64
+}
+
+/// An open store: its pack storage, its catalog, and the chunk reader, which every operation shares.
+public final class Repository: Sendable {
+    public static let configName = "assetfs-store.json"
+    public let root: String
+    public let config: StoreConfig
+    public let storage: PackStorage
+    public let catalog: Catalog
+    public let reader: ChunkReader
+
+    init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog) {
+        self.root = root
+        self.config = config
+        self.storage = storage
+        self.catalog = catalog
+        self.reader = ChunkReader(storage: storage)
+    }
+
+    /// Creates a new store in `root`, which must be missing or an empty directory.
+    public static func create(at root: String, chunker: ChunkerParameters = .default) throws -> Repository {
+        if let problem = chunker.problem { throw RepositoryError(.usage, problem) }
+        var st = stat()
+        if stat(root, &st) == 0 {
+            guard st.st_mode & S_IFMT == S_IFDIR else {
+                throw RepositoryError(.usage, "\(root) exists and is not a directory: choose another store path")
+            }
+            if access(root + "/" + configName, F_OK) == 0 {
+                throw RepositoryError(.conflict, "\(root) is already an assetfs store")
+            }
+            let existing = try listDirectory(root)
+            if !existing.isEmpty {
+                throw RepositoryError(.conflict, "\(root) is not empty and is not an assetfs store (it holds \(existing.count) entries): refusing to write into it; choose an empty or new directory")
+            }
+        }
+        let oldMask = umask(0o077)  // Store files are owner-only by default.
+        defer { umask(oldMask) }
+        try makeParents(root)
+        try makeDirectory(root)
+        let storage = LocalPackStorage(root: root)
+        try storage.createLayout()
+        let config = StoreConfig(format: StoreConfig.formatName, version: 1, chunker: chunker, createdNs: Clock.nowNanoseconds())
+        let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
+        // The marker is written last and atomically: a store without it is not yet a store.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try writeFileAtomically(root + "/" + configName, Array(try encoder.encode(config)) + [0x0A])
+        return Repository(root: root, config: config, storage: storage, catalog: catalog)
+    }
+
+    public static func open(at root: String) throws -> Repository {
+        let configPath = root + "/" + configName
+        guard let bytes = try? readWholeFile(configPath) else {
+            throw RepositoryError(.notFound, "no assetfs store at \(root) (missing \(configName)): create one with `assetfs init --store \(root)` or pass --store / set ASSETFS_STORE")
+        }
+        let config: StoreConfig
+        do {
+            config = try JSONDecoder().decode(StoreConfig.self, from: Data(bytes))
+        } catch {
+            throw RepositoryError(.corruption, "\(configPath) is damaged: \(error)")
+        }
+        guard config.format == StoreConfig.formatName, config.version == 1 else {
+            throw RepositoryError(.failure, "\(root) has store format \(config.format) v\(config.version); this assetfs reads assetfs-store v1")
+        }
+        let oldMask = umask(0o077)
+        defer { umask(oldMask) }
+        let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
+        return Repository(root: root, config: config, storage: LocalPackStorage(root: root), catalog: catalog)
+    }
+
+    /// Shared for imports and commits, exclusive for gc: gc never runs while a writer may still need a chunk.
+    public func lock(exclusive: Bool, wait: Bool = true) throws -> StoreLock {
+        try StoreLock(path: root + "/lock", exclusive: exclusive, wait: wait)
+    }
+}
+
+/// An advisory flock on the store's lock file, released on `release()` or process exit (even SIGKILL).
+public final class StoreLock {
+    private var fd: Int32
+
+    init(path: String, exclusive: Bool, wait: Bool) throws {
+        fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if fd < 0 { throw RepositoryError(.failure, "cannot open lock file \(path): \(String(cString: strerror(errno)))") }
+        var op = exclusive ? LOCK_EX : LOCK_SH
+        if !wait { op |= LOCK_NB }
+        while flock(fd, op) != 0 {
+            if errno == EINTR { continue }
+            let e = errno
+            Glibc.close(fd)
+            if e == EWOULDBLOCK {
+                throw RepositoryError(.conflict, "the store is busy (an import, commit or gc holds \(path)); retry when it finishes")
+            }
+            throw RepositoryError(.failure, "cannot lock \(path): \(String(cString: strerror(e)))")
+        }
+    }
+
+    public func release() {
+        if fd >= 0 {
+            Glibc.close(fd)
+            fd = -1
+        }
+    }
+
+    deinit { release() }
+}
+
+func makeParents(_ path: String) throws {
+    var prefix = ""
+    let parts = path.split(separator: "/", omittingEmptySubsequences: true).dropLast()
+    if path.hasPrefix("/") { prefix = "" }
+    for part in parts {
+        prefix += (path.hasPrefix("/") || !prefix.isEmpty ? "/" : "") + part
+        if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+            throw RepositoryError(.failure, "cannot create \(prefix): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+func readWholeFile(_ path: String) throws -> [UInt8] {
+    let fd = try FileDescriptor.open(path, O_RDONLY)
+    defer { fd.close() }
+    let size = Int(try fd.stat().st_size)
+    return try fd.pread(count: size, at: 0)
+}
+
+/// Writes via a temporary name, fsync, rename, directory fsync: readers see the old or the new file, never half.
+func writeFileAtomically(_ path: String, _ bytes: [UInt8]) throws {
+    let tmp = path + ".tmp"
+    let fd = try FileDescriptor.open(tmp, O_WRONLY | O_CREAT | O_TRUNC)
+    do {
+        try bytes.withUnsafeBytes { try fd.write($0) }
+        try fd.sync()
+        fd.close()
+    } catch {
+        fd.close()
+        unlink(tmp)
+        throw error
+    }
+    if rename(tmp, path) != 0 { throw RepositoryError(.failure, "cannot rename \(tmp): \(String(cString: strerror(errno)))") }
+    let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+    try syncDirectory(dir.isEmpty ? "/" : dir)
+}

@@ -1,0 +1,67 @@
+import AssetCatalog
+import AssetStore
+
+/// Navigation inside one version's tree: path lookup and depth-first walks, loading one directory at a time.
+public struct VersionTree: Sendable {
+    public let catalog: Catalog
+    public let version: VersionInfo
+
+    public init(catalog: Catalog, version: VersionInfo) {
+        self.catalog = catalog
+        self.version = version
+    }
+
+    /// The entry at `path` (nil for the root itself), or an error naming the missing component.
+    public func lookup(_ path: [String]) throws -> TreeEntry? {
+        var treeID = version.rootTreeID
+        var found: TreeEntry?
+        for (i, component) in path.enumerated() {
+            guard let entry = try catalog.entry(in: treeID, named: Array(component.utf8)) else {
+                throw RepositoryError(.notFound, "\(version.asset)@v\(version.number) has no \(path[0...i].joined(separator: "/"))")
+            }
+            found = entry
+            if i < path.count - 1 {
+                guard entry.kind == .directory, let sub = entry.subtreeID else {
+                    throw RepositoryError(.notFound, "\(version.asset)@v\(version.number): \(path[0...i].joined(separator: "/")) is not a directory")
+                }
+                treeID = sub
+            }
+        }
+        return found
+    }
+
+    /// Calls `visit` for every entry below `treeID`, depth-first in name order, with its slash-separated path.
+    public func walk(_ treeID: Int64? = nil, prefix: [UInt8] = [], _ visit: ([UInt8], TreeEntry) throws -> Void) throws {
+        for entry in try catalog.entries(of: treeID ?? version.rootTreeID) {
+            let path = prefix.isEmpty ? entry.name : prefix + [UInt8(ascii: "/")] + entry.name
+            try visit(path, entry)
+            if entry.kind == .directory, let sub = entry.subtreeID { try walk(sub, prefix: path, visit) }
+        }
+    }
+}
+
+/// Reads a stored file's bytes in order, chunk by chunk, each verified against its hash, and checks the
+/// whole-file SHA-256 at the end.
+public struct FileContentReader: Sendable {
+    public let repo: Repository
+
+    public init(repo: Repository) { self.repo = repo }
+
+    /// Streams the content to `sink`; throws on any damaged chunk or a whole-file hash mismatch.
+    public func stream(fileID: Int64, _ sink: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let info = try repo.catalog.file(fileID)
+        var hasher = StreamingHasher()
+        var total: UInt64 = 0
+        for chunk in try repo.catalog.fileChunks(fileID) {
+            let bytes = try repo.reader.read(chunk.location)
+            try bytes.withUnsafeBytes { raw in
+                hasher.update(raw)
+                try sink(raw)
+            }
+            total += UInt64(bytes.count)
+        }
+        guard total == info.size, hasher.finalize() == info.hash else {
+            throw RepositoryError(.corruption, "file \(info.hash.short) does not match its SHA-256 after reading: the store is damaged (run `assetfs verify`)")
+        }
+    }
+}

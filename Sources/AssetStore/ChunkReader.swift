@@ -1,0 +1,50 @@
+/// Reads chunks back from pack storage and proves every byte against its hash before returning it.
+public struct ChunkReader: Sendable {
+    public let storage: PackStorage
+
+    public init(storage: PackStorage) { self.storage = storage }
+
+    /// The whole chunk, verified against its SHA-256.
+    public func read(_ location: ChunkLocation) throws -> [UInt8] {
+        var record = [UInt8](repeating: 0, count: location.length)
+        let n = try record.withUnsafeMutableBytes { try storage.read(location.pack, at: location.offset, into: $0) }
+        guard n == location.length else {
+            throw StoreError.corrupt("chunk \(location.id.short) in pack \(storage.describe(location.pack)): pack is truncated")
+        }
+        return try record.withUnsafeBytes { raw in
+            do {
+                return try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength,
+                                              tableHash: location.tableHash, decompressor: ZstdDecompressor())
+            } catch let error as StoreError {
+                throw StoreError(error.code, "\(error.message) (pack \(storage.describe(location.pack)), offset \(location.offset))")
+            }
+        }
+    }
+
+    /// The block table of a chunk, verified against the catalog's table hash: what a partial read needs.
+    public func blockTable(_ location: ChunkLocation) throws -> [ChunkRecord.Block] {
+        let prefixLength = ChunkRecord.prefixLength(rawLength: location.rawLength)
+        var prefix = [UInt8](repeating: 0, count: prefixLength)
+        _ = try prefix.withUnsafeMutableBytes { try storage.read(location.pack, at: location.offset, into: $0) }
+        return try prefix.withUnsafeBytes {
+            try ChunkRecord.parseTable($0, id: location.id, rawLength: location.rawLength,
+                                       recordLength: location.length, tableHash: location.tableHash)
+        }
+    }
+
+    /// One block's plain bytes, verified against the block's hash.
+    public func readBlock(_ block: ChunkRecord.Block, of location: ChunkLocation) throws -> [UInt8] {
+        var stored = [UInt8](repeating: 0, count: block.storedLength)
+        let n = try stored.withUnsafeMutableBytes {
+            try storage.read(location.pack, at: location.offset + UInt64(block.storedOffset), into: $0)
+        }
+        var out = [UInt8](repeating: 0, count: block.rawLength)
+        let ok = n == block.storedLength && stored.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { ChunkRecord.decodeBlock(block, stored: src, into: $0, decompressor: ZstdDecompressor()) }
+        }
+        guard ok, ContentHash.of(out) == block.hash else {
+            throw StoreError.corrupt("chunk \(location.id.short) block at \(block.rawOffset) in pack \(storage.describe(location.pack)) is damaged")
+        }
+        return out
+    }
+}

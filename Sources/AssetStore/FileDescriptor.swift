@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one place where the store calls the kernel for file I/O, so EINTR retries and error context live once.
+public struct FileDescriptor: Sendable {
+    public let raw: Int32
+    public let path: String
+
+    public init(raw: Int32, path: String) {
+        self.raw = raw
+        self.path = path
+    }
+
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o600) throws -> FileDescriptor {
+        while true {
+            let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if fd >= 0 { return FileDescriptor(raw: fd, path: path) }
+            if errno == EINTR { continue }
+            throw StoreError.syscall("open", path: path, errno: errno)
+        }
+    }
+
+    public func close() { _ = Glibc.close(raw) }
+
+    /// Reads exactly `count` bytes at `offset` unless the file ends first; returns how many were read.
+    public func pread(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(raw, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.syscall("read", path: path, errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    public func pread(count: Int, at offset: UInt64) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        let n = try out.withUnsafeMutableBytes { try pread(into: $0, at: offset) }
+        if n < count { out.removeLast(count - n) }
+        return out
+    }
+
+    /// Sequential read; returns 0 at end of file.
+    public func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        while true {
+            let n = Glibc.read(raw, buffer.baseAddress!, buffer.count)
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw StoreError.syscall("read", path: path, errno: errno)
+        }
+    }
+
+    public func write(_ buffer: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.write(raw, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.syscall("write", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    public func pwrite(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pwrite(raw, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StoreError.syscall("write", path: path, errno: errno)
+            }
+            done += n
+        }
+    }
+
+    public func sync() throws {
+        if fsync(raw) != 0 { throw StoreError.syscall("fsync", path: path, errno: errno) }
+    }
+
+    public func stat() throws -> Glibc.stat {
+        var st = Glibc.stat()
+        if fstat(raw, &st) != 0 { throw StoreError.syscall("stat", path: path, errno: errno) }
+        return st
+    }
+}
+
+/// Makes a rename or a new file in `directory` durable.
+public func syncDirectory(_ directory: String) throws {
+    let fd = try FileDescriptor.open(directory, O_RDONLY | O_DIRECTORY)
+    defer { fd.close() }
+    try fd.sync()
+}
+
+public func makeDirectory(_ path: String, mode: mode_t = 0o700) throws {
+    if mkdir(path, mode) != 0 && errno != EEXIST {
+        throw StoreError.syscall("mkdir", path: path, errno: errno)
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import AssetCatalog
+import AssetRepository
+import AssetStore
+import Foundation
+
+@main
+struct AssetFS: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "assetfs",
+        abstract: "Every version of every ML dataset and model as a plain, immutable path.",
+        discussion: """
+            Store: --store PATH, else $ASSETFS_STORE, else \(StoreOptions.defaultPath).
+            References: data (latest), data@v12, data@latest, data@prod (a tag), data@v12:path/inside.
+            Exit status: 0 ok, 1 failure, 2 usage error.
+
+            Example: assetfs import data ./dataset -m "first cut" --tag prod
+            """,
+        version: AssetFSVersion.string,
+        subcommands: [
+            Init.self, Import.self, Assets.self, Versions.self, Show.self, Ls.self, Cat.self, Diff.self,
+            Tag.self, Untag.self, Export.self, Verify.self, Stats.self, Delete.self, GC.self, Log.self,
+        ]
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as RepositoryError {
+            fail(error.message, usage: error.kind == .usage)
+        } catch let error as CatalogError {
+            fail(error.message, usage: false)
+        } catch let error as StoreError {
+            fail(error.message, usage: false)
+        } catch let error as Ref.ParseError {
+            fail(error.description, usage: true)
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                // ArgumentParser's usage errors exit 64; this project's contract is 2 for usage errors.
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
+
+    static func fail(_ message: String, usage: Bool) -> Never {
+        FileHandle.standardError.write(Data("assetfs: error: \(message)\n".utf8))
+        Foundation.exit(usage ? 2 : 1)
+    }
+}
+
+enum AssetFSVersion {
+    static let string = "0.1.0"
+}
