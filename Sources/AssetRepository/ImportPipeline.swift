@@ -54,12 +54,15 @@ struct ChunkJob {
 final class ImportPipeline: @unchecked Sendable {
     private let repo: Repository
     private let queue = DispatchQueue(label: "assetfs.import.pipeline")
-    /// Allows one batch in flight, so the reader fills the next batch while this one is processed.
-    private let inFlight = DispatchSemaphore(value: 1)
+    /// Bounds the batches queued or in flight, so the reader reads ahead while earlier batches are processed
+    /// (and while a pack is fsynced) without buffering more than a few batches.
+    private let inFlight = DispatchSemaphore(value: 2)
     private let lock = Lock()
+    private let compressors = CompressorPool()
 
     // Protected by `lock`.
     private var packWriter: PackWriter
+    /// New chunks of this import whose pack is not yet durable.
     private var unsealed = Set<ContentHash>()
     private var known = Set<ContentHash>()
     private var pending: [PendingItem] = []
@@ -96,8 +99,7 @@ final class ImportPipeline: @unchecked Sendable {
 
     /// Waits until every submitted batch is processed; rethrows the first failure.
     func drain() throws {
-        inFlight.wait()
-        inFlight.signal()
+        queue.sync {}
         if let failure = lock.withLock({ self.failure }) { throw failure }
     }
 
@@ -117,16 +119,22 @@ final class ImportPipeline: @unchecked Sendable {
                 job.file.chunkHashes[job.index] = hashes[i]
                 if known.contains(hashes[i]) { continue }
                 known.insert(hashes[i])
-                if try repo.catalog.chunkLocation(hashes[i]) == nil { fresh.append(i) }
+                if try repo.catalog.chunkLocation(hashes[i]) == nil {
+                    fresh.append(i)
+                    // Not durable until its pack is sealed: files using it must wait, even if a seal of an
+                    // earlier pack happens before this chunk is appended.
+                    unsealed.insert(hashes[i])
+                }
             }
         }
         let encoded = parallelMap(count: fresh.count) { k in
-            jobs[fresh[k]].bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hashes[fresh[k]], compressor: ZstdCompressor()) }
+            compressors.withCompressor { compressor in
+                jobs[fresh[k]].bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hashes[fresh[k]], compressor: compressor) }
+            }
         }
         try lock.withLock {
             for chunk in encoded {
                 try packWriter.append(chunk)
-                unsealed.insert(chunk.id)
                 newBytes += UInt64(chunk.bytes.count)
                 if packWriter.isFull { try sealLocked() }
             }
@@ -139,7 +147,7 @@ final class ImportPipeline: @unchecked Sendable {
         let sealed = try packWriter.seal()
         try repo.catalog.write { w in
             try w.recordPack(sealed.pack, size: sealed.size, chunks: sealed.chunks)
-            unsealed.removeAll()
+            for chunk in sealed.chunks { unsealed.remove(chunk.id) }
             try flushPending(w)
         }
     }
@@ -153,8 +161,9 @@ final class ImportPipeline: @unchecked Sendable {
         while pendingHead < pending.count {
             switch pending[pendingHead] {
             case .file(let f):
-                let chunkHashes = f.chunkHashes.map { $0! }
-                if chunkHashes.contains(where: unsealed.contains) { return }
+                // A file is enqueued when its last chunk is cut, possibly before that chunk's batch is processed.
+                let chunkHashes = f.chunkHashes.compactMap { $0 }
+                if chunkHashes.count < f.chunkHashes.count || chunkHashes.contains(where: unsealed.contains) { return }
                 let id = try w.insertFile(hash: f.hash, size: f.size, chunks: Array(zip(f.offsets, chunkHashes)).map { ($0, $1) })
                 f.id = id
                 fileIDs[f.hash] = id

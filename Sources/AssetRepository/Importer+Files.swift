@@ -47,7 +47,7 @@ extension Importer {
         guard before.st_ino == expected.st_ino, before.st_mode & S_IFMT == S_IFREG else { throw changed(path) }
 
         let file = FileBuild(size: UInt64(before.st_size))
-        var hasher = StreamingHasher()
+        var hasher: FileHashTask?
         var firstChunk: [UInt8]? = nil
         var filled = 0
         var eof = false
@@ -68,10 +68,11 @@ extension Importer {
                     firstChunk = bytes
                 } else {
                     if let first = firstChunk {
-                        hasher.update(first)
+                        hasher = FileHashTask(file: file, hasher: fileHasher)
+                        hasher!.update(first)
                         firstChunk = nil
                     }
-                    hasher.update(bytes)
+                    hasher!.update(bytes)
                 }
                 file.offsets.append(offset)
                 file.chunkHashes.append(nil)
@@ -93,7 +94,7 @@ extension Importer {
         guard offset == UInt64(before.st_size), after.st_size == before.st_size,
             after.st_mtim.tv_sec == before.st_mtim.tv_sec, after.st_mtim.tv_nsec == before.st_mtim.tv_nsec
         else { throw changed(path) }
-        if file.offsets.count > 1 { file.streamedHash = hasher.finalize() }
+        hasher?.finish()
         pipeline.enqueue(.file(file))
         return file
     }

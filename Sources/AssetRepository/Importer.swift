@@ -44,6 +44,7 @@ public final class Importer {
     let options: ImportOptions
     let chunker: Chunker
     let pipeline: ImportPipeline
+    let fileHasher = FileHasher()
     var warnings: [String] = []
     var statRows: [(path: [UInt8], stat: StatCacheEntry, file: FileBuild?)] = []
     var filesRead = 0
@@ -170,9 +171,11 @@ public final class Importer {
                 warnings.append("skipped \(kind) \(display(childPath)): only files, directories and symlinks are stored")
             }
         }
-        // Tree hashes need every file hash of this directory, which the pipeline finishes asynchronously.
+        // Tree hashes need every file hash of this directory, which the pipeline and the file hasher finish
+        // asynchronously.
         try flushBatch()
         try pipeline.drain()
+        fileHasher.drain()
         let items = zip(entries.indices, entries).map { i, e in
             TreeHasher.Item(entry: e, contentHash: files[i]?.hash ?? subtrees[i])
         }

@@ -54,7 +54,10 @@ public enum ChunkRecord {
         for b in 0..<count {
             let start = b * blockSize
             let block = UnsafeRawBufferPointer(rebasing: plain[start..<min(start + blockSize, plain.count)])
-            let compressed = scratch.withUnsafeMutableBytes { compressor.compress(block, into: $0) }
+            // Incompressible data (float tensors, already-compressed files) shows it in its first block: skip
+            // trying the rest of the chunk rather than paying zstd for nothing.
+            let worthTrying = b == 0 || sawZstd
+            let compressed = worthTrying ? scratch.withUnsafeMutableBytes { compressor.compress(block, into: $0) } : nil
             let useZstd = compressed.map { $0 < block.count - block.count / minimumSavingDivisor } ?? false
             if useZstd {
                 payload.append(contentsOf: scratch[0..<compressed!])

@@ -5,7 +5,7 @@ public struct ChunkerParameters: Sendable, Equatable, Codable {
     public var maxSize: Int
 
     /// Chosen from the chunker benchmark (Documentation/Format.md, "Chunk sizes").
-    public static let `default` = ChunkerParameters(minSize: 256 << 10, averageSize: 1 << 20, maxSize: 4 << 20)
+    public static let `default` = ChunkerParameters(minSize: 128 << 10, averageSize: 512 << 10, maxSize: 2 << 20)
 
     public init(minSize: Int, averageSize: Int, maxSize: Int) {
         self.minSize = minSize

@@ -40,3 +40,19 @@ public final class ZstdDecompressor {
         return ZSTD_isError(n) == 0 && n == output.count
     }
 }
+
+/// Reuses compression contexts across chunks and threads: a context holds about a megabyte of tables that
+/// would otherwise be allocated and zeroed for every chunk.
+public final class CompressorPool: @unchecked Sendable {
+    private let lock = Lock()
+    // Protected by `lock`.
+    private var idle: [ZstdCompressor] = []
+
+    public init() {}
+
+    public func withCompressor<T>(_ body: (ZstdCompressor) throws -> T) rethrows -> T {
+        let compressor = lock.withLock { idle.popLast() } ?? ZstdCompressor()
+        defer { lock.withLock { idle.append(compressor) } }
+        return try body(compressor)
+    }
+}
