@@ -17,6 +17,8 @@ public protocol Catalog: AnyObject, Sendable {
     func tree(_ id: Int64) throws -> TreeInfo
     func entries(of treeID: Int64) throws -> [TreeEntry]
     func entry(in treeID: Int64, named name: [UInt8]) throws -> TreeEntry?
+    /// How many entries of the tree are directories (for a directory's link count).
+    func subdirectoryCount(of treeID: Int64) throws -> Int
     func file(_ id: Int64) throws -> FileInfo
     func fileChunks(_ fileID: Int64) throws -> [FileChunk]
     func chunkLocation(_ id: ContentHash) throws -> ChunkLocation?

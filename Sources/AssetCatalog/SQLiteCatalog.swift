@@ -141,6 +141,12 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         }
     }
 
+    public func subdirectoryCount(of treeID: Int64) throws -> Int {
+        try locked { db in
+            Int(try db.first("SELECT COUNT(*) FROM entries WHERE tree_id = ? AND kind = 1", [.int(treeID)]) { $0.int(0) } ?? 0)
+        }
+    }
+
     public func file(_ id: Int64) throws -> FileInfo {
         try locked { db in
             guard let f = try db.first("SELECT id, hash, size, chunk_count FROM files WHERE id = ?", [.int(id)], Self.fileRow) else {

@@ -1,0 +1,128 @@
+import AssetVFS
+import CFUSE3
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct MountOptions: Sendable {
+    public var allowOther = false
+    public var threads = 16
+    /// Raise the mount's read_ahead_kb so the kernel asks for 1 MiB per read (root only).
+    public var readAheadKiB = 1024
+    public init() {}
+
+    /// `nosuid,nodev` always; `default_permissions` with `allow_other` so the kernel enforces file modes;
+    /// `auto_unmount` so a killed daemon leaves no dead mount.
+    var kernelOptions: String {
+        var options = ["fsname=assetfs", "subtype=assetfs", "nosuid", "nodev", "noatime", "auto_unmount"]
+        if allowOther { options += ["allow_other", "default_permissions"] }
+        return options.joined(separator: ",")
+    }
+}
+
+public struct MountError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Mount lifecycle: create the session, mount, serve on the multithreaded loop, and stop cleanly.
+///
+/// Stopping: `fuse_session_exit` alone does not end the loop (it waits for one more request). SIGINT, SIGTERM
+/// and SIGHUP are therefore handled by a thread that detaches the mount; the loop's next read of /dev/fuse
+/// then fails and the loop returns. `fusermount3 -u` and `assetfs umount` end it the same way.
+public final class FUSEMount {
+    let fs: AssetFileSystem
+    let mountpoint: String
+    let options: MountOptions
+    let logger: Logger
+
+    public init(fs: AssetFileSystem, mountpoint: String, options: MountOptions, logger: Logger) {
+        self.fs = fs
+        self.mountpoint = mountpoint
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Serves until unmounted. `ready` is called once the mount is live.
+    public func run(ready: () -> Void = {}) throws {
+        // Block the stop signals in every thread the loop will create; one thread waits for them instead.
+        var stopSignals = sigset_t()
+        sigemptyset(&stopSignals)
+        // SIGUSR2 is used internally to wake the waiting thread when the loop ends on its own.
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGUSR2] { sigaddset(&stopSignals, s) }
+        pthread_sigmask(SIG_BLOCK, &stopSignals, nil)
+
+        var args = fuse_args(argc: 0, argv: nil, allocated: 0)
+        for arg in ["assetfs", "-o", options.kernelOptions] { fuse_opt_add_arg(&args, arg) }
+        defer { fuse_opt_free_args(&args) }
+        var ops = FUSEOperations.make()
+        let userdata = Unmanaged.passRetained(fs)
+        defer { userdata.release() }
+        guard let session = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, userdata.toOpaque()) else {
+            throw MountError(description: "cannot create a FUSE session (is libfuse3 installed and /dev/fuse present?)")
+        }
+        defer { fuse_session_destroy(session) }
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            throw MountError(description: "cannot mount on \(mountpoint): check that it is an existing empty directory, that /dev/fuse exists, and that nothing is mounted there (fusermount3 -u \(mountpoint))")
+        }
+        raiseReadAhead()
+        let stopper = SignalStopper(mountpoint: mountpoint, signals: stopSignals, logger: logger)
+        stopper.start()
+        logger.info("mounted", metadata: ["mountpoint": "\(mountpoint)", "store": "\(fs.repo.root)"])
+        ready()
+
+        let config = fuse_loop_cfg_create()
+        fuse_loop_cfg_set_max_threads(config, UInt32(options.threads))
+        fuse_loop_cfg_set_clone_fd(config, 0)
+        let status = fuse_session_loop_mt(session, config)
+        fuse_loop_cfg_destroy(config)
+        stopper.finished()
+        fuse_session_unmount(session)
+        logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)", "status": "\(status)"])
+    }
+
+    /// Finds the mount's device in /proc/self/mountinfo (without sending a request to ourselves) and raises its
+    /// bdi read-ahead, so sequential reads arrive as 1 MiB requests.
+    private func raiseReadAhead() {
+        guard geteuid() == 0, options.readAheadKiB > 0,
+              let device = MountTable.device(of: mountpoint) else { return }
+        let path = "/sys/class/bdi/\(device)/read_ahead_kb"
+        let fd = open(path, O_WRONLY)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let text = "\(options.readAheadKiB)\n"
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+    }
+}
+
+/// Reads /proc/self/mountinfo.
+public enum MountTable {
+    /// "major:minor" of the last mount at `path`, or nil.
+    public static func device(of path: String) -> String? {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return nil }
+        var found: String?
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count > 4, unescape(String(fields[4])) == path { found = String(fields[2]) }
+        }
+        return found
+    }
+
+    public static func isMounted(_ path: String) -> Bool { device(of: path) != nil }
+
+    /// True when `path` is served by a FUSE file system that answers (statfs reaches the daemon).
+    public static func answersAsFUSE(_ path: String) -> Bool {
+        var fs = statfs()
+        return statfs(path, &fs) == 0 && fs.f_type == 0x6573_5546
+    }
+
+    /// mountinfo escapes space, tab, newline and backslash as octal.
+    static func unescape(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\040", with: " ").replacingOccurrences(of: "\\011", with: "\t")
+            .replacingOccurrences(of: "\\012", with: "\n").replacingOccurrences(of: "\\134", with: "\\")
+    }
+}
+
+#if canImport(Foundation)
+import Foundation
+#endif

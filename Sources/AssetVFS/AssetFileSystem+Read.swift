@@ -1,0 +1,106 @@
+import AssetCatalog
+import AssetStore
+import Dispatch
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension AssetFileSystem {
+    /// Chunks read ahead of a sequential reader, so decompression and verification overlap the kernel's copy.
+    static let prefetchDepth = 3
+    /// Reads smaller than this that do not continue the previous read fetch single 64 KiB blocks, not chunks.
+    static let smallRead = 64 << 10
+
+    public func open(_ inode: UInt64, flags: Int32) throws -> UInt64 {
+        guard let node = nodes.node(inode) else { throw VFSError.notFound }
+        guard flags & O_ACCMODE == O_RDONLY, flags & (O_TRUNC | O_APPEND | O_CREAT) == 0 else { throw VFSError.readOnly }
+        guard case .file(let asset, let version, let path, let entry) = node, let fileID = entry.fileID else {
+            throw VFSError.isDirectory
+        }
+        let chunks = try catalog.fileChunks(fileID)
+        let file = OpenFile(fileID: fileID, size: entry.size, chunks: chunks,
+                            path: "\(asset)/v\(version)/\(String(decoding: path, as: UTF8.self))")
+        return handles.add(.file(file))
+    }
+
+    public func release(_ handle: UInt64) { handles.remove(handle) }
+
+    /// Up to `count` bytes at `offset`; fewer only at end of file.
+    public func read(_ handle: UInt64, offset: UInt64, count: Int) throws -> [UInt8] {
+        guard case .file(let file)? = handles.get(handle) else { throw VFSError.badHandle }
+        guard offset < file.size, count > 0, !file.chunks.isEmpty else { return [] }
+        let end = min(file.size, offset + UInt64(count))
+        let sequential = file.noteRead(offset: offset, end: end)
+        var out = [UInt8]()
+        out.reserveCapacity(Int(end - offset))
+        var position = offset
+        var index = file.chunkIndex(at: offset)
+        while position < end {
+            let chunk = file.chunks[index]
+            let chunkEnd = chunk.offset + UInt64(chunk.location.rawLength)
+            let from = Int(position - chunk.offset)
+            let to = Int(min(end, chunkEnd) - chunk.offset)
+            if !sequential && to - from < Self.smallRead && cache.cached(.chunk(chunk.location.id)) == nil {
+                try copyBlocks(of: chunk.location, from: from, to: to, into: &out, file: file)
+            } else {
+                let bytes = try wholeChunk(chunk.location, file: file)
+                out.append(contentsOf: bytes[from..<to])
+            }
+            position = min(end, chunkEnd)
+            index += 1
+        }
+        if sequential { prefetch(file, after: index - 1) }
+        return out
+    }
+
+    private func wholeChunk(_ location: ChunkLocation, file: OpenFile) throws -> [UInt8] {
+        let value = try guarded(location, file: file) {
+            try cache.value(.chunk(location.id)) { .bytes(try repo.reader.read(location)) }
+        }
+        guard case .bytes(let bytes) = value else { throw VFSError.io }
+        return bytes
+    }
+
+    /// Serves a small random read from the 64 KiB blocks it touches, each verified on its own.
+    private func copyBlocks(of location: ChunkLocation, from: Int, to: Int, into out: inout [UInt8], file: OpenFile) throws {
+        let tableValue = try guarded(location, file: file) {
+            try cache.value(.table(location.id)) { .table(try repo.reader.blockTable(location)) }
+        }
+        guard case .table(let blocks) = tableValue else { throw VFSError.io }
+        for index in (from / ChunkRecord.blockSize)...((to - 1) / ChunkRecord.blockSize) {
+            let block = blocks[index]
+            let value = try guarded(location, file: file) {
+                try cache.value(.block(location.id, index)) { .bytes(try repo.reader.readBlock(block, of: location)) }
+            }
+            guard case .bytes(let bytes) = value else { throw VFSError.io }
+            let lo = max(from, block.rawOffset) - block.rawOffset
+            let hi = min(to, block.rawOffset + block.rawLength) - block.rawOffset
+            out.append(contentsOf: bytes[lo..<hi])
+        }
+    }
+
+    /// Runs a store read; damage becomes EIO for this file only, logged once with pack, chunk and file.
+    private func guarded<T>(_ location: ChunkLocation, file: OpenFile, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as StoreError {
+            logger.error("read failed: \(error.message)",
+                         metadata: ["file": "\(file.path)", "chunk": "\(location.id.hex)", "pack": "\(repo.storage.describe(location.pack))"])
+            throw VFSError(error.code == .corrupt || error.code == .missing ? EIO : error.errno)
+        }
+    }
+
+    private func prefetch(_ file: OpenFile, after index: Int) {
+        let upper = min(file.chunks.count, index + 1 + Self.prefetchDepth)
+        guard index + 1 < upper else { return }
+        for i in (index + 1)..<upper {
+            let location = file.chunks[i].location
+            if cache.contains(.chunk(location.id)) { continue }
+            DispatchQueue.global().async { [self] in
+                // Safe to drop errors: the reader that needs this chunk loads it again and reports the error.
+                _ = try? cache.value(.chunk(location.id)) { .bytes(try repo.reader.read(location)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+import AssetCatalog
+import AssetRepository
+import AssetStore
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The mounted namespace: `/<asset>/v<N>/...`, `/<asset>/latest`, `/<asset>/<tag>`.
+///
+/// Speaks errno (`VFSError`) and knows nothing of FUSE; `AssetFUSE` translates kernel requests into these
+/// calls. Directory contents are loaded lazily, one directory at a time, from the catalog; the asset level is
+/// re-read on every call so new versions and tag moves appear without remounting.
+public final class AssetFileSystem: @unchecked Sendable {
+    public let repo: Repository
+    let catalog: Catalog
+    let nodes = NodeTable()
+    public let cache: ChunkCache
+    let logger: Logger
+    let handles = HandleTable()
+    /// The daemon's own ids: synthetic directories belong to whoever mounted.
+    let ownerUID = getuid()
+    let ownerGID = getgid()
+    let mountedNs = Clock.nowNanoseconds()
+
+    public init(repo: Repository, cacheBytes: Int, logger: Logger) {
+        self.repo = repo
+        self.catalog = repo.catalog
+        self.cache = ChunkCache(capacity: cacheBytes)
+        self.logger = logger
+    }
+
+    // MARK: Names
+
+    public func lookup(parent: UInt64, name: [UInt8]) throws -> Entry {
+        guard let parentNode = nodes.node(parent) else { throw VFSError.notFound }
+        guard let child = try child(of: parentNode, named: name) else { throw VFSError.notFound }
+        _ = try nodes.remember(child)
+        return try entry(for: child)
+    }
+
+    public func forget(_ inode: UInt64, count: UInt64) { nodes.forget(inode, count: count) }
+
+    public func attributes(_ inode: UInt64) throws -> Entry {
+        guard let node = nodes.node(inode) else { throw VFSError.notFound }
+        return try entry(for: node)
+    }
+
+    public func readlink(_ inode: UInt64) throws -> [UInt8] {
+        switch nodes.node(inode) {
+        case .assetLink(let asset, let name)?:
+            guard let target = try linkTarget(asset: asset, name: name) else { throw VFSError.notFound }
+            return Array("v\(target)".utf8)
+        case .symlink(_, _, _, let entry)?:
+            return entry.target ?? []
+        case nil:
+            throw VFSError.notFound
+        default:
+            throw VFSError.invalid
+        }
+    }
+
+    /// The node `name` names inside `parent`, or nil.
+    func child(of parent: Node, named name: [UInt8]) throws -> Node? {
+        let text = String(decoding: name, as: UTF8.self)
+        switch parent {
+        case .root:
+            guard Names.isValid(text), try catalog.assets().contains(where: { $0.name == text }) else { return nil }
+            return .asset(text)
+        case .asset(let asset):
+            if case .number(let n)? = try? Ref.parseSelectorPublic(text), Array("v\(n)".utf8) == name {
+                guard let v = try catalog.version(of: asset, number: n) else { return nil }
+                return .versionRoot(asset: asset, version: n, treeID: v.rootTreeID, rootHash: v.rootHash, createdNs: v.createdNs)
+            }
+            guard try linkTarget(asset: asset, name: text) != nil else { return nil }
+            return .assetLink(asset: asset, name: text)
+        case .versionRoot(let asset, let version, let treeID, _, _):
+            return try versionChild(asset: asset, version: version, treeID: treeID, prefix: [], name: name)
+        case .directory(let asset, let version, let path, let entry, _):
+            guard let sub = entry.subtreeID else { return nil }
+            return try versionChild(asset: asset, version: version, treeID: sub, prefix: path, name: name)
+        case .file, .symlink, .assetLink:
+            throw VFSError.notDirectory
+        }
+    }
+
+    private func versionChild(asset: String, version: Int, treeID: Int64, prefix: [UInt8], name: [UInt8]) throws -> Node? {
+        guard let entry = try catalog.entry(in: treeID, named: name) else { return nil }
+        return try node(for: entry, asset: asset, version: version, path: prefix.isEmpty ? name : prefix + [0x2F] + name)
+    }
+
+    func node(for entry: TreeEntry, asset: String, version: Int, path: [UInt8]) throws -> Node {
+        switch entry.kind {
+        case .file: return .file(asset: asset, version: version, path: path, entry: entry)
+        case .symlink: return .symlink(asset: asset, version: version, path: path, entry: entry)
+        case .directory:
+            let subdirs = try entry.subtreeID.map { try catalog.subdirectoryCount(of: $0) } ?? 0
+            return .directory(asset: asset, version: version, path: path, entry: entry, subdirectories: subdirs)
+        }
+    }
+
+    /// The version `latest` or a tag points to now; nil if there is no such link.
+    func linkTarget(asset: String, name: String) throws -> Int? {
+        if name == "latest" { return try catalog.assets().first(where: { $0.name == asset })?.latest }
+        guard Names.tagProblem(name) == nil else { return nil }
+        return try catalog.tags(of: asset).first(where: { $0.name == name })?.version
+    }
+
+    func entry(for node: Node) throws -> Entry {
+        Entry(attributes: try attributes(of: node), cache: node.isImmutable ? .immutable : .changing)
+    }
+
+    func attributes(of node: Node) throws -> Attributes {
+        let inode = node.inode
+        switch node {
+        case .root:
+            let count = try catalog.assets().count
+            return Attributes(inode: inode, type: .directory, permissions: 0o755, linkCount: UInt32(2 + count),
+                              uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: mountedNs)
+        case .asset(let asset):
+            let versions = try catalog.versions(of: asset)
+            return Attributes(inode: inode, type: .directory, permissions: 0o755, linkCount: UInt32(2 + versions.count),
+                              uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: versions.last?.createdNs ?? mountedNs)
+        case .assetLink(let asset, let name):
+            guard let target = try linkTarget(asset: asset, name: name) else { throw VFSError.notFound }
+            return Attributes(inode: inode, type: .symlink, permissions: 0o777, linkCount: 1, uid: ownerUID, gid: ownerGID,
+                              size: UInt64("v\(target)".utf8.count), mtimeNs: mountedNs)
+        case .versionRoot(_, _, let treeID, _, let created):
+            return Attributes(inode: inode, type: .directory, permissions: 0o555,
+                              linkCount: UInt32(2 + (try catalog.subdirectoryCount(of: treeID))),
+                              uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: created)
+        case .directory(_, _, _, let e, let subdirs):
+            return Attributes(inode: inode, type: .directory, permissions: e.mode, linkCount: UInt32(2 + subdirs),
+                              uid: e.uid, gid: e.gid, size: 0, mtimeNs: e.mtimeNs)
+        case .file(_, _, _, let e):
+            return Attributes(inode: inode, type: .file, permissions: e.mode, linkCount: 1, uid: e.uid, gid: e.gid,
+                              size: e.size, mtimeNs: e.mtimeNs)
+        case .symlink(_, _, _, let e):
+            return Attributes(inode: inode, type: .symlink, permissions: 0o777, linkCount: 1, uid: e.uid, gid: e.gid,
+                              size: UInt64(e.target?.count ?? 0), mtimeNs: e.mtimeNs)
+        }
+    }
+
+    // MARK: Directories
+
+    /// Snapshot of a directory's entries for one open handle (offsets index into it).
+    public func openDirectory(_ inode: UInt64) throws -> UInt64 {
+        guard let node = nodes.node(inode) else { throw VFSError.notFound }
+        var items: [(name: [UInt8], node: Node)] = []
+        switch node {
+        case .root:
+            items = try catalog.assets().map { (Array($0.name.utf8), Node.asset($0.name)) }
+        case .asset(let asset):
+            for v in try catalog.versions(of: asset) {
+                items.append((Array("v\(v.number)".utf8),
+                              .versionRoot(asset: asset, version: v.number, treeID: v.rootTreeID, rootHash: v.rootHash, createdNs: v.createdNs)))
+            }
+            if try linkTarget(asset: asset, name: "latest") != nil { items.append((Array("latest".utf8), .assetLink(asset: asset, name: "latest"))) }
+            for tag in try catalog.tags(of: asset) { items.append((Array(tag.name.utf8), .assetLink(asset: asset, name: tag.name))) }
+        case .versionRoot(let asset, let version, let treeID, _, _):
+            items = try catalog.entries(of: treeID).map { ($0.name, try self.node(for: $0, asset: asset, version: version, path: $0.name)) }
+        case .directory(let asset, let version, let path, let entry, _):
+            items = try catalog.entries(of: entry.subtreeID ?? -1).map {
+                ($0.name, try self.node(for: $0, asset: asset, version: version, path: path + [0x2F] + $0.name))
+            }
+        case .file, .symlink, .assetLink:
+            throw VFSError.notDirectory
+        }
+        return handles.add(.directory(items))
+    }
+
+    /// Entries from `offset` on; each carries its attributes for readdirplus.
+    public func readDirectory(_ handle: UInt64, from offset: Int) throws -> [DirectoryItem] {
+        guard case .directory(let items)? = handles.get(handle) else { throw VFSError.badHandle }
+        guard offset < items.count else { return [] }
+        return try items[offset...].map { DirectoryItem(name: $0.name, entry: try entry(for: $0.node)) }
+    }
+
+    /// The kernel now holds a reference to the entry at `index` (readdirplus): count it like a lookup.
+    public func directoryEntrySent(_ handle: UInt64, index: Int) throws {
+        guard case .directory(let items)? = handles.get(handle), index < items.count else { throw VFSError.badHandle }
+        _ = try nodes.remember(items[index].node)
+    }
+
+    public func releaseDirectory(_ handle: UInt64) { handles.remove(handle) }
+
+    // MARK: Extended attributes
+
+    public static let sha256Attribute = "user.assetfs.sha256"
+    public static let versionAttribute = "user.assetfs.version"
+    public static let rootAttribute = "user.assetfs.root"
+
+    public func extendedAttributeNames(_ inode: UInt64) throws -> [String] {
+        switch nodes.node(inode) {
+        case .file?: return [Self.sha256Attribute]
+        case .versionRoot?: return [Self.versionAttribute, Self.rootAttribute]
+        case nil: throw VFSError.notFound
+        default: return []
+        }
+    }
+
+    public func extendedAttribute(_ inode: UInt64, name: String) throws -> [UInt8] {
+        switch (nodes.node(inode), name) {
+        case (.file(_, _, _, let e)?, Self.sha256Attribute):
+            return Array(try catalog.file(e.fileID ?? -1).hash.hex.utf8)
+        case (.versionRoot(let asset, let version, _, _, _)?, Self.versionAttribute):
+            return Array("\(asset)@v\(version)".utf8)
+        case (.versionRoot(_, _, _, let root, _)?, Self.rootAttribute):
+            return Array(root.hex.utf8)
+        case (nil, _):
+            throw VFSError.notFound
+        default:
+            throw VFSError.noAttribute
+        }
+    }
+
+    // MARK: File system
+
+    public struct Usage: Sendable {
+        public var blockSize: UInt64
+        public var blocks: UInt64
+        public var freeBlocks: UInt64
+        public var availableBlocks: UInt64
+        public var files: UInt64
+        public var freeFiles: UInt64
+    }
+
+    /// The store's disk as `df` should see it: writes into workspaces land there.
+    public func usage() -> Usage {
+        var st = statvfs()
+        guard statvfs(repo.root, &st) == 0 else { return Usage(blockSize: 4096, blocks: 0, freeBlocks: 0, availableBlocks: 0, files: 0, freeFiles: 0) }
+        return Usage(blockSize: UInt64(st.f_frsize), blocks: UInt64(st.f_blocks), freeBlocks: UInt64(st.f_bfree),
+                     availableBlocks: UInt64(st.f_bavail), files: UInt64(st.f_files), freeFiles: UInt64(st.f_ffree))
+    }
+
+    /// Every change to a version path is refused: versions are immutable.
+    public func refuseWrite(_ inode: UInt64) throws -> Never {
+        guard nodes.node(inode) != nil else { throw VFSError.notFound }
+        throw VFSError.readOnly
+    }
+
+    public var liveInodes: Int { nodes.count }
+}

@@ -1,0 +1,65 @@
+import AssetCatalog
+import AssetStore
+
+/// An open file of a version: its chunk list, loaded once at open, and its read pattern.
+final class OpenFile: @unchecked Sendable {
+    let fileID: Int64
+    let size: UInt64
+    let chunks: [FileChunk]
+    let path: String
+    private let lock = Lock()
+    // Protected by `lock`: where the last read ended, to detect sequential reading.
+    private var lastEnd: UInt64 = 0
+
+    init(fileID: Int64, size: UInt64, chunks: [FileChunk], path: String) {
+        self.fileID = fileID
+        self.size = size
+        self.chunks = chunks
+        self.path = path
+    }
+
+    /// Records a read and says whether it continues the previous one.
+    func noteRead(offset: UInt64, end: UInt64) -> Bool {
+        lock.withLock {
+            let sequential = offset == lastEnd || (offset > lastEnd && offset - lastEnd <= 1 << 20)
+            lastEnd = end
+            return sequential
+        }
+    }
+
+    /// Index of the chunk holding byte `offset` (binary search over the chunk offsets).
+    func chunkIndex(at offset: UInt64) -> Int {
+        var low = 0, high = chunks.count - 1
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if chunks[mid].offset <= offset { low = mid } else { high = mid - 1 }
+        }
+        return low
+    }
+}
+
+enum Handle {
+    case directory([(name: [UInt8], node: Node)])
+    case file(OpenFile)
+}
+
+/// Open handles by number. Numbers start at 1 and are never reused within a mount.
+final class HandleTable: @unchecked Sendable {
+    private let lock = Lock()
+    // Protected by `lock`.
+    private var next: UInt64 = 1
+    private var handles: [UInt64: Handle] = [:]
+
+    func add(_ handle: Handle) -> UInt64 {
+        lock.withLock {
+            let id = next
+            next += 1
+            handles[id] = handle
+            return id
+        }
+    }
+
+    func get(_ id: UInt64) -> Handle? { lock.withLock { handles[id] } }
+    func remove(_ id: UInt64) { lock.withLock { _ = handles.removeValue(forKey: id) } }
+    var count: Int { lock.withLock { handles.count } }
+}

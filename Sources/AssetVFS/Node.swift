@@ -1,0 +1,76 @@
+import AssetCatalog
+import AssetStore
+
+/// What an inode stands for. Nodes inside a version carry the catalog entry they came from, so `getattr`
+/// never needs the catalog.
+public enum Node: Sendable {
+    case root
+    case asset(String)
+    /// `latest` or a tag: a symlink whose target is read from the catalog each time.
+    case assetLink(asset: String, name: String)
+    case versionRoot(asset: String, version: Int, treeID: Int64, rootHash: ContentHash, createdNs: Int64)
+    case directory(asset: String, version: Int, path: [UInt8], entry: TreeEntry, subdirectories: Int)
+    case file(asset: String, version: Int, path: [UInt8], entry: TreeEntry)
+    case symlink(asset: String, version: Int, path: [UInt8], entry: TreeEntry)
+
+    var identity: InodeNumber.Identity? {
+        switch self {
+        case .root: return nil
+        case .asset(let a): return .asset(a)
+        case .assetLink(let a, let n): return .assetLink(asset: a, name: n)
+        case .versionRoot(let a, let v, _, _, _): return .versionRoot(asset: a, version: v)
+        case .directory(let a, let v, let p, _, _): return .directory(asset: a, version: v, path: p)
+        case .file(let a, _, let p, let e):
+            return .file(asset: a, path: p, fileID: e.fileID ?? 0, mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs)
+        case .symlink(let a, let v, let p, _): return .symlink(asset: a, version: v, path: p)
+        }
+    }
+
+    var inode: UInt64 { identity.map(InodeNumber.of) ?? InodeNumber.root }
+
+    /// True for everything inside a version, whose answers never change.
+    var isImmutable: Bool {
+        switch self {
+        case .root, .asset, .assetLink: return false
+        default: return true
+        }
+    }
+}
+
+/// The inodes the kernel currently knows, with their lookup counts (FUSE's forget protocol).
+final class NodeTable: @unchecked Sendable {
+    private let lock = Lock()
+    // Protected by `lock`.
+    private var nodes: [UInt64: (node: Node, lookups: UInt64)] = [InodeNumber.root: (.root, 1)]
+
+    func node(_ inode: UInt64) -> Node? { lock.withLock { nodes[inode]?.node } }
+
+    /// Records one more kernel reference to `node`. Fails if its number is already taken by another identity.
+    func remember(_ node: Node) throws -> UInt64 {
+        let inode = node.inode
+        return try lock.withLock {
+            if let existing = nodes[inode] {
+                guard existing.node.identity == node.identity else { throw VFSError.io }
+                // A newer catalog read of the same identity (a moved tag, a refreshed entry) replaces the old one.
+                nodes[inode] = (node, existing.lookups + 1)
+            } else {
+                nodes[inode] = (node, 1)
+            }
+            return inode
+        }
+    }
+
+    func forget(_ inode: UInt64, count: UInt64) {
+        guard inode != InodeNumber.root else { return }
+        lock.withLock {
+            guard let existing = nodes[inode] else { return }
+            if existing.lookups <= count {
+                nodes.removeValue(forKey: inode)
+            } else {
+                nodes[inode] = (existing.node, existing.lookups - count)
+            }
+        }
+    }
+
+    var count: Int { lock.withLock { nodes.count } }
+}

@@ -1,0 +1,116 @@
+import ArgumentParser
+import AssetFUSE
+import AssetRepository
+import AssetVFS
+import Foundation
+import Logging
+
+struct Mount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mount every version of every asset at MOUNTPOINT.",
+        discussion: """
+            Layout: MOUNTPOINT/<asset>/v<N>/... (read-only), MOUNTPOINT/<asset>/latest and one symlink per tag.
+            Stop with `assetfs umount MOUNTPOINT`, `fusermount3 -u MOUNTPOINT`, SIGINT or SIGTERM.
+
+            Example: assetfs mount /assets --background
+            """)
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "An existing empty directory.") var mountpoint: String
+    @Flag(help: "Stay in the foreground (what systemd and containers want; the default).") var foreground = false
+    @Flag(help: "Return once the mount answers; print the daemon's pid.") var background = false
+    @Option(name: .short, help: "Mount options, comma-separated: allow_other (lets other users in; implies default_permissions).")
+    var options: [String] = []
+    @Option(help: "Memory for decompressed chunks, e.g. 256M, 1G.") var cacheSize = "256M"
+    @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+
+    func validate() throws {
+        if foreground && background { throw ValidationError("choose one of --foreground and --background") }
+        _ = try parsedOptions()
+        guard parseSize(cacheSize) != nil else { throw ValidationError("invalid --cache-size '\(cacheSize)': use a number with K, M or G, e.g. 512M") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("invalid --log-level '\(logLevel)'") }
+    }
+
+    func parsedOptions() throws -> MountOptions {
+        var result = MountOptions()
+        for item in options.flatMap({ $0.split(separator: ",").map(String.init) }) {
+            switch item {
+            case "allow_other": result.allowOther = true
+            case "ro", "rw", "default_permissions", "nosuid", "nodev", "_netdev", "noatime", "auto_unmount": continue
+            default: throw ValidationError("unknown mount option '\(item)' (supported: allow_other)")
+            }
+        }
+        return result
+    }
+
+    func run() throws {
+        let path = absolute(mountpoint)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
+            throw RepositoryError(.usage, "mountpoint \(path) is not an existing directory: create it first (mkdir -p \(path))")
+        }
+        if MountTable.isMounted(path) {
+            throw RepositoryError(.conflict, "something is already mounted on \(path): unmount it first (assetfs umount \(path))")
+        }
+        if background {
+            try Daemon.start(arguments: foregroundArguments(path), mountpoint: path, store: store.path, quiet: store.quiet)
+            return
+        }
+        var logger = Logger(label: "assetfs")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let repo = try store.open()
+        let fs = AssetFileSystem(repo: repo, cacheBytes: parseSize(cacheSize)!, logger: logger)
+        do {
+            try FUSEMount(fs: fs, mountpoint: path, options: try parsedOptions(), logger: logger).run()
+        } catch let error as MountError {
+            throw RepositoryError(.failure, error.description)
+        }
+    }
+
+    /// The same command for the daemon child: foreground, with every option spelled out.
+    func foregroundArguments(_ path: String) -> [String] {
+        var args = ["mount", path, "--foreground", "--store", absolute(store.path), "--cache-size", cacheSize, "--log-level", logLevel]
+        for o in options { args += ["-o", o] }
+        return args
+    }
+}
+
+func absolute(_ path: String) -> String {
+    let url = URL(fileURLWithPath: path)
+    return url.standardizedFileURL.path
+}
+
+/// "512M" -> bytes.
+func parseSize(_ text: String) -> Int? {
+    let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    var digits = text.uppercased()
+    if digits.hasSuffix("IB") { digits.removeLast(2) } else if digits.hasSuffix("B") { digits.removeLast() }
+    var multiplier = 1
+    if let last = digits.last, let unit = units[last] {
+        multiplier = unit
+        digits.removeLast()
+    }
+    guard let value = Int(digits), value > 0 else { return nil }
+    return value * multiplier
+}
+
+struct Umount: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "umount",
+        abstract: "Unmount an assetfs mount; its daemon then exits.",
+        discussion: "Example: assetfs umount /assets")
+
+    @Argument(help: "The mountpoint.") var mountpoint: String
+    @Flag(help: "Detach now even if files are open (they stay readable until closed).") var lazy = false
+
+    func run() throws {
+        let path = absolute(mountpoint)
+        guard MountTable.isMounted(path) else {
+            throw RepositoryError(.failure, "nothing is mounted on \(path)")
+        }
+        let ok = lazy ? Unmount.detach(path) : Unmount.unmount(path)
+        if !ok {
+            throw RepositoryError(.failure, "cannot unmount \(path): it is busy (a process has a file open or its working directory inside); close it, or use `assetfs umount --lazy \(path)`")
+        }
+    }
+}
