@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what assetfs needs on Debian 12 (run as root; Swift 6.3 must already be on PATH).
+# Safe to run again: apt-get skips what is installed.
+set -euo pipefail
+
+packages=(libfuse3-dev fuse3 libsqlite3-dev libzstd-dev pkg-config sqlite3 attr bubblewrap python3 util-linux)
+echo "setup: installing system packages: ${packages[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+
+# numpy for the mmap examples and tests, for whichever python3 is first on PATH.
+if ! python3 -c 'import numpy' 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-numpy >/dev/null || true
+    python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
+fi
+
+command -v swift >/dev/null || { echo "setup: swift is not on PATH; install Swift 6.3 first" >&2; exit 1; }
+[ -e /dev/fuse ] || { echo "setup: /dev/fuse is missing: FUSE mounts cannot work on this machine" >&2; exit 1; }
