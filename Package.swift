@@ -54,6 +54,7 @@ let package = Package(
         .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog"]),
         .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository"]),
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore"]),
+        .testTarget(name: "MountTests", dependencies: ["AssetStore"]),
     ],
     swiftLanguageModes: [.v6]
 )
