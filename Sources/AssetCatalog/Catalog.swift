@@ -33,6 +33,15 @@ public protocol Catalog: AnyObject, Sendable {
     func deleteVersion(asset: String, number: Int, user: String) throws
     func audit(asset: String?) throws -> [AuditEntry]
 
+    // Workspaces (the registry; each workspace's overlay lives in its own WorkspaceMetadata)
+    func createWorkspace(asset: String, name: String, baseVersion: Int, user: String) throws -> WorkspaceInfo
+    func workspaces(asset: String?) throws -> [WorkspaceInfo]
+    func workspace(asset: String, name: String) throws -> WorkspaceInfo?
+    func deleteWorkspace(id: Int64, user: String, reason: String) throws
+    /// After `commit --keep`: the workspace now sits on `version` (its overlay still describes changes
+    /// relative to its original base tree, which stays a gc root).
+    func setWorkspaceBase(id: Int64, version: Int) throws
+
     // Maintenance
     func statistics() throws -> StoreStatistics
     func packs() throws -> [(id: ContentHash, size: UInt64)]

@@ -51,6 +51,12 @@ enum Migrations {
             ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, file_id INTEGER NOT NULL,
             PRIMARY KEY(asset_id, path)) WITHOUT ROWID;
         """),
+        ("0002-workspaces", """
+        CREATE TABLE workspaces(
+            id INTEGER PRIMARY KEY, asset_id INTEGER NOT NULL REFERENCES assets(id), name TEXT NOT NULL,
+            base_version INTEGER NOT NULL, base_tree_id INTEGER NOT NULL, created_ns INTEGER NOT NULL,
+            created_by TEXT NOT NULL, UNIQUE(asset_id, name));
+        """),
     ]
 
     static func apply(to db: SQLiteDatabase) throws {

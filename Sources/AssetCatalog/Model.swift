@@ -168,3 +168,15 @@ public struct StoreStatistics: Sendable, Codable {
     public var packBytes: UInt64 = 0
     public init() {}
 }
+
+public struct WorkspaceInfo: Sendable, Codable {
+    public let id: Int64
+    public let asset: String
+    public let name: String
+    /// The version the next commit names as its parent.
+    public let baseVersion: Int
+    /// The tree the overlay's changes are relative to (the version it was created from).
+    public let baseTreeID: Int64
+    public let createdNs: Int64
+    public let createdBy: String
+}

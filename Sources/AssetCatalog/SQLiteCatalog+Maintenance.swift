@@ -126,6 +126,7 @@ extension SQLiteCatalog {
                     INSERT INTO live_trees
                         WITH RECURSIVE t(id) AS (
                             SELECT root_tree_id FROM versions
+                            UNION SELECT base_tree_id FROM workspaces
                             UNION SELECT e.subtree_id FROM entries e JOIN t ON e.tree_id = t.id WHERE e.subtree_id IS NOT NULL)
                         SELECT id FROM t;
                     DELETE FROM entries WHERE tree_id NOT IN (SELECT id FROM live_trees);

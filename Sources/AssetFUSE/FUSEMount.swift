@@ -10,12 +10,15 @@ public struct MountOptions: Sendable {
     public var threads = 16
     /// Raise the mount's read_ahead_kb so the kernel asks for 1 MiB per read (root only).
     public var readAheadKiB = 1024
+    /// Shown as the mount's source in /proc/mounts, so tools can tell which store a mount serves.
+    public var source = "assetfs"
     public init() {}
 
     /// `nosuid,nodev` always; `default_permissions` with `allow_other` so the kernel enforces file modes;
     /// `auto_unmount` so a killed daemon leaves no dead mount.
     var kernelOptions: String {
-        var options = ["fsname=assetfs", "subtype=assetfs", "nosuid", "nodev", "noatime", "auto_unmount"]
+        let name = source.contains(",") ? "assetfs" : source
+        var options = ["fsname=\(name)", "subtype=assetfs", "nosuid", "nodev", "noatime", "auto_unmount"]
         if allowOther { options += ["allow_other", "default_permissions"] }
         return options.joined(separator: ",")
     }
@@ -109,6 +112,21 @@ public enum MountTable {
     }
 
     public static func isMounted(_ path: String) -> Bool { device(of: path) != nil }
+
+    /// Mountpoints of assetfs mounts serving the store at `root` (their source is `assetfs:<root>`).
+    public static func mounts(ofStore root: String) -> [String] {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        var out: [String] = []
+        for line in text.split(separator: "\n") {
+            guard let dash = line.range(of: " - ") else { continue }
+            let tail = line[dash.upperBound...].split(separator: " ")
+            let head = line[..<dash.lowerBound].split(separator: " ")
+            if tail.count >= 2, tail[0] == "fuse.assetfs", unescape(String(tail[1])) == "assetfs:" + root, head.count > 4 {
+                out.append(unescape(String(head[4])))
+            }
+        }
+        return out
+    }
 
     /// True when `path` is served by a FUSE file system that answers (statfs reaches the daemon).
     public static func answersAsFUSE(_ path: String) -> Bool {

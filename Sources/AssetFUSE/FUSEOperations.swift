@@ -55,9 +55,10 @@ enum FUSEOperations {
         }
         ops.open = { req, ino, fi in
             answer(req) {
-                fi!.pointee.fh = try fs(req).open(UInt64(ino), flags: fi!.pointee.flags)
+                let vfs = fs(req)
+                fi!.pointee.fh = try vfs.open(UInt64(ino), flags: fi!.pointee.flags)
                 // Version files never change: keep the page cache across opens.
-                fi!.pointee.keep_cache = 1
+                fi!.pointee.keep_cache = vfs.keepsCache(fi!.pointee.fh) ? 1 : 0
                 fuse_reply_open(req, fi)
             }
         }
@@ -113,7 +114,7 @@ enum FUSEOperations {
                 try FUSEOperations.replyXattr(req, names.flatMap { Array($0.utf8) + [0] }, size: size)
             }
         }
-        installWriteRefusals(&ops)
+        installWrites(&ops)
         return ops
     }
 
@@ -154,19 +155,120 @@ enum FUSEOperations {
         fuse_reply_buf(req, buffer, used)
     }
 
-    /// Every modifying call answers EROFS on version paths (and ENOENT for unknown inodes).
-    static func installWriteRefusals(_ ops: inout fuse_lowlevel_ops) {
-        ops.setattr = { req, ino, _, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(ino)) } }
-        ops.mknod = { req, parent, _, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(parent)) } }
-        ops.mkdir = { req, parent, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(parent)) } }
-        ops.unlink = { req, parent, _ in answer(req) { try fs(req).refuseWrite(UInt64(parent)) } }
-        ops.rmdir = { req, parent, _ in answer(req) { try fs(req).refuseWrite(UInt64(parent)) } }
-        ops.symlink = { req, _, parent, _ in answer(req) { try fs(req).refuseWrite(UInt64(parent)) } }
-        ops.rename = { req, parent, _, _, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(parent)) } }
-        ops.link = { req, ino, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(ino)) } }
-        ops.create = { req, parent, _, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(parent)) } }
-        ops.write = { req, ino, _, _, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(ino)) } }
-        ops.setxattr = { req, ino, _, _, _, _ in answer(req) { try fs(req).refuseWrite(UInt64(ino)) } }
-        ops.removexattr = { req, ino, _ in answer(req) { try fs(req).refuseWrite(UInt64(ino)) } }
+    /// Changes: applied inside workspaces; EROFS on version paths (the VFS decides).
+    static func installWrites(_ ops: inout fuse_lowlevel_ops) {
+        ops.create = { req, parent, name, mode, fi in
+            answer(req) {
+                let ctx = fuse_req_ctx(req)!.pointee
+                let (entry, handle) = try fs(req).create(parent: UInt64(parent), name: KernelTypes.name(name!), mode: mode,
+                                                         flags: fi!.pointee.flags, uid: ctx.uid, gid: ctx.gid)
+                var e = KernelTypes.entryParam(entry)
+                fi!.pointee.fh = handle
+                fuse_reply_create(req, &e, fi)
+            }
+        }
+        ops.mknod = { req, parent, name, mode, _ in
+            answer(req) {
+                guard mode & S_IFMT == S_IFREG else { throw VFSError(EPERM) }
+                let ctx = fuse_req_ctx(req)!.pointee
+                let (entry, handle) = try fs(req).create(parent: UInt64(parent), name: KernelTypes.name(name!), mode: mode,
+                                                         flags: O_RDWR, uid: ctx.uid, gid: ctx.gid)
+                fs(req).release(handle)
+                var e = KernelTypes.entryParam(entry)
+                fuse_reply_entry(req, &e)
+            }
+        }
+        ops.mkdir = { req, parent, name, mode in
+            answer(req) {
+                let ctx = fuse_req_ctx(req)!.pointee
+                var e = KernelTypes.entryParam(try fs(req).makeDirectory(parent: UInt64(parent), name: KernelTypes.name(name!),
+                                                                         mode: mode, uid: ctx.uid, gid: ctx.gid))
+                fuse_reply_entry(req, &e)
+            }
+        }
+        ops.symlink = { req, target, parent, name in
+            answer(req) {
+                let ctx = fuse_req_ctx(req)!.pointee
+                var e = KernelTypes.entryParam(try fs(req).makeSymlink(parent: UInt64(parent), name: KernelTypes.name(name!),
+                                                                       target: KernelTypes.name(target!), uid: ctx.uid, gid: ctx.gid))
+                fuse_reply_entry(req, &e)
+            }
+        }
+        ops.link = { req, ino, parent, name in
+            answer(req) {
+                var e = KernelTypes.entryParam(try fs(req).makeLink(UInt64(ino), newParent: UInt64(parent), newName: KernelTypes.name(name!)))
+                fuse_reply_entry(req, &e)
+            }
+        }
+        ops.unlink = { req, parent, name in
+            answer(req) {
+                try fs(req).remove(parent: UInt64(parent), name: KernelTypes.name(name!), directory: false)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.rmdir = { req, parent, name in
+            answer(req) {
+                try fs(req).remove(parent: UInt64(parent), name: KernelTypes.name(name!), directory: true)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.rename = { req, parent, name, newParent, newName, flags in
+            answer(req) {
+                try fs(req).rename(parent: UInt64(parent), name: KernelTypes.name(name!), newParent: UInt64(newParent),
+                                   newName: KernelTypes.name(newName!), flags: flags)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.setattr = { req, ino, attr, toSet, _ in
+            answer(req) {
+                let st = attr!.pointee
+                var changes = AttributeChanges()
+                if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = st.st_mode & 0o7777 }
+                if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = st.st_uid }
+                if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = st.st_gid }
+                if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = UInt64(st.st_size) }
+                if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
+                    var now = timespec()
+                    clock_gettime(CLOCK_REALTIME, &now)
+                    changes.mtimeNs = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+                } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
+                    changes.mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+                }
+                let entry = try fs(req).setAttributes(UInt64(ino), changes)
+                var out = KernelTypes.stat(entry.attributes)
+                fuse_reply_attr(req, &out, entry.cache.attributeSeconds)
+            }
+        }
+        ops.write = { req, _, buf, size, offset, fi in
+            answer(req) {
+                let n = try fs(req).write(fi!.pointee.fh, offset: UInt64(offset), data: UnsafeRawBufferPointer(start: buf, count: size))
+                fuse_reply_write(req, n)
+            }
+        }
+        ops.flush = { req, _, fi in
+            answer(req) {
+                try fs(req).flush(fi!.pointee.fh, durable: false)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.fsync = { req, _, _, fi in
+            answer(req) {
+                try fs(req).flush(fi!.pointee.fh, durable: true)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.setxattr = { req, ino, name, value, size, flags in
+            answer(req) {
+                let bytes = size > 0 ? Array(UnsafeRawBufferPointer(start: value, count: size)) : []
+                try fs(req).setExtendedAttribute(UInt64(ino), name: String(cString: name!), value: bytes, flags: flags)
+                fuse_reply_err(req, 0)
+            }
+        }
+        ops.removexattr = { req, ino, name in
+            answer(req) {
+                try fs(req).removeExtendedAttribute(UInt64(ino), name: String(cString: name!))
+                fuse_reply_err(req, 0)
+            }
+        }
     }
 }

@@ -107,6 +107,10 @@ final class ImportPipeline: @unchecked Sendable {
         lock.withLock { pending.append(item) }
     }
 
+    func noteKnownTree(_ hash: ContentHash, id: Int64) {
+        lock.withLock { treeIDs[hash] = id }
+    }
+
     func noteKnownFile(_ hash: ContentHash, id: Int64) {
         lock.withLock { fileIDs[hash] = id }
     }

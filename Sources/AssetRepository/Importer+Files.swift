@@ -46,7 +46,18 @@ extension Importer {
         let before = try handle.stat()
         guard before.st_ino == expected.st_ino, before.st_mode & S_IFMT == S_IFREG else { throw changed(path) }
 
-        let file = FileBuild(size: UInt64(before.st_size))
+        let (file, length) = try streamChunks(size: UInt64(before.st_size)) { try handle.read(into: $0) }
+        let after = try handle.stat()
+        guard length == UInt64(before.st_size), after.st_size == before.st_size,
+            after.st_mtim.tv_sec == before.st_mtim.tv_sec, after.st_mtim.tv_nsec == before.st_mtim.tv_nsec
+        else { throw changed(path) }
+        return file
+    }
+
+    /// Cuts a byte stream into chunks and feeds them to the pipeline; `read` fills a buffer and returns 0 at the
+    /// end. Returns the file (queued for the catalog) and how many bytes the stream held.
+    func streamChunks(size: UInt64, read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> (FileBuild, UInt64) {
+        let file = FileBuild(size: size)
         var hasher: FileHashTask?
         var firstChunk: [UInt8]? = nil
         var filled = 0
@@ -55,7 +66,7 @@ extension Importer {
         let maxChunk = chunker.parameters.maxSize
         while true {
             while !eof && filled < buffer.count {
-                let n = try handle.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+                let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
                 if n == 0 { eof = true } else { filled += n }
             }
             var start = 0
@@ -90,13 +101,9 @@ extension Importer {
             }
             if eof && filled == 0 { break }
         }
-        let after = try handle.stat()
-        guard offset == UInt64(before.st_size), after.st_size == before.st_size,
-            after.st_mtim.tv_sec == before.st_mtim.tv_sec, after.st_mtim.tv_nsec == before.st_mtim.tv_nsec
-        else { throw changed(path) }
         hasher?.finish()
         pipeline.enqueue(.file(file))
-        return file
+        return (file, offset)
     }
 
     func changed(_ path: [UInt8]) -> RepositoryError {

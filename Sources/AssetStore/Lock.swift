@@ -6,7 +6,18 @@ import Glibc
 public final class Lock: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
 
-    public init() { pthread_mutex_init(mutex, nil) }
+    /// `recursive`: the owning thread may lock again (used where a transaction calls the same object's readers).
+    public init(recursive: Bool = false) {
+        if recursive {
+            var attr = pthread_mutexattr_t()
+            pthread_mutexattr_init(&attr)
+            pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE))
+            pthread_mutex_init(mutex, &attr)
+            pthread_mutexattr_destroy(&attr)
+        } else {
+            pthread_mutex_init(mutex, nil)
+        }
+    }
 
     deinit {
         pthread_mutex_destroy(mutex)

@@ -33,7 +33,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 
     public var isNoSpace: Bool { code == .io(errno: ENOSPC) || code == .io(errno: EDQUOT) }
 
-    static func syscall(_ op: String, path: String, errno e: Int32) -> StoreError {
+    public static func syscall(_ op: String, path: String, errno e: Int32) -> StoreError {
         var text = "\(op) \(path): \(String(cString: strerror(e)))"
         if e == ENOSPC || e == EDQUOT {
             text += " (the disk holding the store is full: free space and retry; the store is unchanged)"

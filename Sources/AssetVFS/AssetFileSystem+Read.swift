@@ -14,6 +14,11 @@ extension AssetFileSystem {
 
     public func open(_ inode: UInt64, flags: Int32) throws -> UInt64 {
         guard let node = nodes.node(inode) else { throw VFSError.notFound }
+        if case .workspace(let id, let local, let parent, let name) = node {
+            let overlay = try self.overlay(id)
+            let handle = try overlay.open(try resolveWorkspace(id, local, parent: parent, name: name), parent: parent, name: name, flags: flags)
+            return handles.add(.workspaceFile(overlay, handle))
+        }
         guard flags & O_ACCMODE == O_RDONLY, flags & (O_TRUNC | O_APPEND | O_CREAT) == 0 else { throw VFSError.readOnly }
         guard case .file(let asset, let version, let path, let entry) = node, let fileID = entry.fileID else {
             throw VFSError.isDirectory
@@ -24,11 +29,27 @@ extension AssetFileSystem {
         return handles.add(.file(file))
     }
 
-    public func release(_ handle: UInt64) { handles.remove(handle) }
+    public func release(_ handle: UInt64) {
+        if case .workspaceFile(let overlay, let id)? = handles.get(handle) { overlay.release(id) }
+        handles.remove(handle)
+    }
+
+    /// Whether the kernel may keep this file's pages across opens (only immutable version files).
+    public func keepsCache(_ handle: UInt64) -> Bool {
+        if case .file? = handles.get(handle) { return true }
+        return false
+    }
 
     /// Up to `count` bytes at `offset`; fewer only at end of file.
     public func read(_ handle: UInt64, offset: UInt64, count: Int) throws -> [UInt8] {
-        guard case .file(let file)? = handles.get(handle) else { throw VFSError.badHandle }
+        switch handles.get(handle) {
+        case .file(let file)?: return try read(file, offset: offset, count: count)
+        case .workspaceFile(let overlay, let id)?: return try overlay.read(id, offset: offset, count: count)
+        default: throw VFSError.badHandle
+        }
+    }
+
+    func read(_ file: OpenFile, offset: UInt64, count: Int) throws -> [UInt8] {
         guard offset < file.size, count > 0, !file.chunks.isEmpty else { return [] }
         let end = min(file.size, offset + UInt64(count))
         let sequential = file.noteRead(offset: offset, end: end)

@@ -22,6 +22,10 @@ public final class AssetFileSystem: @unchecked Sendable {
     let ownerUID = getuid()
     let ownerGID = getgid()
     let mountedNs = Clock.nowNanoseconds()
+    let overlayLock = Lock()
+    // Protected by `overlayLock`: open workspace overlays by workspace id.
+    var overlays: [Int64: WorkspaceOverlay] = [:]
+    let baseFiles = BoundedMemo<Int64, OpenFile>(limit: 1024)
 
     public init(repo: Repository, cacheBytes: Int, logger: Logger) {
         self.repo = repo
@@ -53,6 +57,10 @@ public final class AssetFileSystem: @unchecked Sendable {
             return Array("v\(target)".utf8)
         case .symlink(_, _, _, let entry)?:
             return entry.target ?? []
+        case .workspace(let id, let local, let parent, let name)?:
+            let n = try resolveWorkspace(id, local, parent: parent, name: name)
+            guard n.kind == .symlink else { throw VFSError.invalid }
+            return n.target ?? []
         case nil:
             throw VFSError.notFound
         default:
@@ -68,6 +76,7 @@ public final class AssetFileSystem: @unchecked Sendable {
             guard Names.isValid(text), try catalog.assets().contains(where: { $0.name == text }) else { return nil }
             return .asset(text)
         case .asset(let asset):
+            if text == "workspaces" { return .workspaces(asset: asset) }
             if case .number(let n)? = try? Ref.parseSelectorPublic(text), Array("v\(n)".utf8) == name {
                 guard let v = try catalog.version(of: asset, number: n) else { return nil }
                 return .versionRoot(asset: asset, version: n, treeID: v.rootTreeID, rootHash: v.rootHash, createdNs: v.createdNs)
@@ -79,6 +88,14 @@ public final class AssetFileSystem: @unchecked Sendable {
         case .directory(let asset, let version, let path, let entry, _):
             guard let sub = entry.subtreeID else { return nil }
             return try versionChild(asset: asset, version: version, treeID: sub, prefix: path, name: name)
+        case .workspaces(let asset):
+            guard Names.isValid(text), let info = try catalog.workspace(asset: asset, name: text) else { return nil }
+            return .workspace(id: info.id, local: Workspace.rootInode, parent: Workspace.rootInode, name: [])
+        case .workspace(let id, let local, let parent, let parentName):
+            let overlay = try self.overlay(id)
+            let dir = try resolveWorkspace(id, local, parent: parent, name: parentName)
+            let child = try overlay.lookup(dir, name)
+            return .workspace(id: id, local: child.ino, parent: local, name: name)
         case .file, .symlink, .assetLink:
             throw VFSError.notDirectory
         }
@@ -138,6 +155,15 @@ public final class AssetFileSystem: @unchecked Sendable {
         case .symlink(_, _, _, let e):
             return Attributes(inode: inode, type: .symlink, permissions: 0o777, linkCount: 1, uid: e.uid, gid: e.gid,
                               size: UInt64(e.target?.count ?? 0), mtimeNs: e.mtimeNs)
+        case .workspaces(let asset):
+            let count = try catalog.workspaces(asset: asset).count
+            return Attributes(inode: inode, type: .directory, permissions: 0o755, linkCount: UInt32(2 + count),
+                              uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: mountedNs)
+        case .workspace(let id, let local, let parent, let name):
+            let overlay = try self.overlay(id)
+            var a = try overlay.attributes(try resolveWorkspace(id, local, parent: parent, name: name))
+            a.inode = inode
+            return a
         }
     }
 
@@ -156,6 +182,7 @@ public final class AssetFileSystem: @unchecked Sendable {
                               .versionRoot(asset: asset, version: v.number, treeID: v.rootTreeID, rootHash: v.rootHash, createdNs: v.createdNs)))
             }
             if try linkTarget(asset: asset, name: "latest") != nil { items.append((Array("latest".utf8), .assetLink(asset: asset, name: "latest"))) }
+            items.append((Array("workspaces".utf8), .workspaces(asset: asset)))
             for tag in try catalog.tags(of: asset) { items.append((Array(tag.name.utf8), .assetLink(asset: asset, name: tag.name))) }
         case .versionRoot(let asset, let version, let treeID, _, _):
             items = try catalog.entries(of: treeID).map { ($0.name, try self.node(for: $0, asset: asset, version: version, path: $0.name)) }
@@ -163,6 +190,15 @@ public final class AssetFileSystem: @unchecked Sendable {
             items = try catalog.entries(of: entry.subtreeID ?? -1).map {
                 ($0.name, try self.node(for: $0, asset: asset, version: version, path: path + [0x2F] + $0.name))
             }
+        case .workspaces(let asset):
+            items = try catalog.workspaces(asset: asset).map {
+                (Array($0.name.utf8), .workspace(id: $0.id, local: Workspace.rootInode, parent: Workspace.rootInode, name: []))
+            }
+        case .workspace(let id, let local, let parent, let name):
+            let overlay = try self.overlay(id)
+            let dir = try resolveWorkspace(id, local, parent: parent, name: name)
+            guard dir.kind == .directory else { throw VFSError.notDirectory }
+            items = try overlay.workspace.listing(dir).map { ($0.name, .workspace(id: id, local: $0.node.ino, parent: local, name: $0.name)) }
         case .file, .symlink, .assetLink:
             throw VFSError.notDirectory
         }
@@ -194,6 +230,10 @@ public final class AssetFileSystem: @unchecked Sendable {
         switch nodes.node(inode) {
         case .file?: return [Self.sha256Attribute]
         case .versionRoot?: return [Self.versionAttribute, Self.rootAttribute]
+        case .workspace(let id, let local, let parent, let name)?:
+            let overlay = try self.overlay(id)
+            let n = try resolveWorkspace(id, local, parent: parent, name: name)
+            return try overlay.meta.xattrNames(n.ino).map { String(decoding: $0, as: UTF8.self) }
         case nil: throw VFSError.notFound
         default: return []
         }
@@ -207,6 +247,11 @@ public final class AssetFileSystem: @unchecked Sendable {
             return Array("\(asset)@v\(version)".utf8)
         case (.versionRoot(_, _, _, let root, _)?, Self.rootAttribute):
             return Array(root.hex.utf8)
+        case (.workspace(let id, let local, let parent, let nodeName)?, _):
+            let overlay = try self.overlay(id)
+            let n = try resolveWorkspace(id, local, parent: parent, name: nodeName)
+            guard let value = try overlay.meta.xattr(n.ino, name: Array(name.utf8)) else { throw VFSError.noAttribute }
+            return value
         case (nil, _):
             throw VFSError.notFound
         default:
@@ -233,11 +278,6 @@ public final class AssetFileSystem: @unchecked Sendable {
                      availableBlocks: UInt64(st.f_bavail), files: UInt64(st.f_files), freeFiles: UInt64(st.f_ffree))
     }
 
-    /// Every change to a version path is refused: versions are immutable.
-    public func refuseWrite(_ inode: UInt64) throws -> Never {
-        guard nodes.node(inode) != nil else { throw VFSError.notFound }
-        throw VFSError.readOnly
-    }
 
     public var liveInodes: Int { nodes.count }
 }

@@ -41,6 +41,8 @@ final class OpenFile: @unchecked Sendable {
 enum Handle {
     case directory([(name: [UInt8], node: Node)])
     case file(OpenFile)
+    /// A workspace file: the overlay and its own handle number.
+    case workspaceFile(WorkspaceOverlay, UInt64)
 }
 
 /// Open handles by number. Numbers start at 1 and are never reused within a mount.

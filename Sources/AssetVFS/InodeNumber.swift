@@ -26,6 +26,8 @@ public enum InodeNumber {
         case file(asset: String, path: [UInt8], fileID: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtimeNs: Int64)
         case symlink(asset: String, version: Int, path: [UInt8])
         case workspacesDirectory(asset: String)
+        /// A node of a writable workspace, by the workspace's own inode number.
+        case workspaceNode(workspace: Int64, local: UInt64)
     }
 
     public static func of(_ identity: Identity) -> UInt64 {
@@ -45,6 +47,7 @@ public enum InodeNumber {
             add("file"); add(a); add(p); add(f); add(Int64(m)); add(Int64(u)); add(Int64(g)); add(t)
         case .symlink(let a, let v, let p): add("symlink"); add(a); add(Int64(v)); add(p)
         case .workspacesDirectory(let a): add("workspaces"); add(a)
+        case .workspaceNode(let w, let l): add("workspace-node"); add(w); add(Int64(bitPattern: l))
         }
         let digest = ContentHash.of(bytes)
         return hashedBase + digest.w0 % hashedSpan

@@ -12,6 +12,10 @@ public enum Node: Sendable {
     case directory(asset: String, version: Int, path: [UInt8], entry: TreeEntry, subdirectories: Int)
     case file(asset: String, version: Int, path: [UInt8], entry: TreeEntry)
     case symlink(asset: String, version: Int, path: [UInt8], entry: TreeEntry)
+    /// `<asset>/workspaces`: one directory per open workspace.
+    case workspaces(asset: String)
+    /// A node inside workspace `id`; `parent`/`name` record where it was looked up (see WorkspaceOverlay).
+    case workspace(id: Int64, local: UInt64, parent: UInt64, name: [UInt8])
 
     var identity: InodeNumber.Identity? {
         switch self {
@@ -23,6 +27,8 @@ public enum Node: Sendable {
         case .file(let a, _, let p, let e):
             return .file(asset: a, path: p, fileID: e.fileID ?? 0, mode: e.mode, uid: e.uid, gid: e.gid, mtimeNs: e.mtimeNs)
         case .symlink(let a, let v, let p, _): return .symlink(asset: a, version: v, path: p)
+        case .workspaces(let a): return .workspacesDirectory(asset: a)
+        case .workspace(let id, let local, _, _): return .workspaceNode(workspace: id, local: local)
         }
     }
 
@@ -31,7 +37,7 @@ public enum Node: Sendable {
     /// True for everything inside a version, whose answers never change.
     var isImmutable: Bool {
         switch self {
-        case .root, .asset, .assetLink: return false
+        case .root, .asset, .assetLink, .workspaces, .workspace: return false
         default: return true
         }
     }

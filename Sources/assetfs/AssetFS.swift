@@ -20,14 +20,14 @@ struct AssetFS: ParsableCommand {
         subcommands: [
             Init.self, Import.self, Assets.self, Versions.self, Show.self, Ls.self, Cat.self, Diff.self,
             Tag.self, Untag.self, Export.self, Verify.self, Stats.self, Delete.self, GC.self, Log.self,
-            Mount.self, Umount.self,
+            Mount.self, Umount.self, WorkspaceCommand.self, Commit.self,
         ]
     )
 
     static func main() {
         // Chunk buffers are 0.1-4 MiB and short-lived: keep them on the heap instead of a fresh mmap (and page
         // zeroing) per allocation, which cost a third of import time in system CPU.
-        _ = mallopt(-3 /* M_MMAP_THRESHOLD */, 64 << 20)
+        _ = mallopt(-3 /* M_MMAP_THRESHOLD */, 32 << 20)  // 32 MiB is glibc's maximum on 64-bit
         _ = mallopt(-1 /* M_TRIM_THRESHOLD */, 128 << 20)
         do {
             var command = try parseAsRoot()

@@ -24,7 +24,7 @@ struct StoreOptions: ParsableArguments {
         return Self.defaultPath
     }
 
-    func open() throws -> Repository { try Repository.open(at: path) }
+    func open() throws -> Repository { try Repository.open(at: absolute(path)) }
 
     /// Progress goes to stderr, and only when stdout is a terminal and --quiet is off.
     var showProgress: Bool { !quiet && isatty(1) == 1 }

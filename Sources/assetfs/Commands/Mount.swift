@@ -61,7 +61,9 @@ struct Mount: ParsableCommand {
         let repo = try store.open()
         let fs = AssetFileSystem(repo: repo, cacheBytes: parseSize(cacheSize)!, logger: logger)
         do {
-            try FUSEMount(fs: fs, mountpoint: path, options: try parsedOptions(), logger: logger).run()
+            var mountOptions = try parsedOptions()
+            mountOptions.source = "assetfs:" + repo.root
+            try FUSEMount(fs: fs, mountpoint: path, options: mountOptions, logger: logger).run()
         } catch let error as MountError {
             throw RepositoryError(.failure, error.description)
         }

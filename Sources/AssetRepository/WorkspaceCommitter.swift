@@ -1,0 +1,198 @@
+import AssetCatalog
+import AssetStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct CommitOptions: Sendable {
+    public var message = ""
+    public var tag: String?
+    public var meta: [MetaItem] = []
+    public var keep = false
+    public var allowDiverge = false
+    public var author = currentUserName()
+    public init() {}
+}
+
+/// Turns a workspace into the next version of its asset.
+///
+/// Consistency: the committer holds the workspace's lock exclusively, so the mount daemon (which takes it
+/// shared around every change) cannot change anything mid-snapshot; and it refuses while any file is open for
+/// writing, so no file is captured half-written. Only directories on the path to a change are rebuilt;
+/// untouched subtrees and files are reused by id. Atomicity is the importer's: packs durable first, the
+/// version row last, in one transaction.
+public struct WorkspaceCommitter {
+    public let repo: Repository
+    public let workspace: Workspace
+    public let options: CommitOptions
+
+    public init(repo: Repository, workspace: Workspace, options: CommitOptions) {
+        self.repo = repo
+        self.workspace = workspace
+        self.options = options
+    }
+
+    public func run() throws -> VersionInfo {
+        let info = workspace.info
+        let spec = "\(info.asset)/\(info.name)"
+        if let tag = options.tag, let problem = Names.tagProblem(tag) { throw RepositoryError(.usage, problem) }
+        let storeLock = try repo.lock(exclusive: false)
+        defer { storeLock.release() }
+        let wsLock = try WorkspaceLocks.exclusive(workspace.directory)
+        defer { wsLock.release() }
+        try refuseOpenWriters(spec)
+
+        let latest = try repo.catalog.versions(of: info.asset).last?.number ?? 0
+        if latest != info.baseVersion && !options.allowDiverge {
+            throw RepositoryError(.conflict, "\(info.asset) has v\(latest), newer than v\(info.baseVersion) that workspace \(spec) is based on; committing would not include v\(latest)'s changes. Re-create the workspace from v\(latest), or commit anyway with --allow-diverge (parent stays v\(info.baseVersion))")
+        }
+
+        var importOptions = ImportOptions(asset: info.asset, source: workspace.directory)
+        importOptions.author = options.author
+        let importer = try Importer(repo: repo, options: importOptions)
+        let root = try commitDirectory(try workspace.root(), persisted: true, importer: importer)
+        try importer.pipeline.finish()
+        guard let rootID = importer.pipeline.treeID(root.hash) else {
+            throw RepositoryError(.failure, "internal error: commit did not write its root tree")
+        }
+        var meta = options.meta
+        meta.append(MetaItem(key: "assetfs.workspace", value: spec))
+        let number = try repo.catalog.write { w -> Int in
+            let version = NewVersion(rootTreeID: rootID, parent: info.baseVersion, author: options.author, message: options.message,
+                                     fileCount: root.files, logicalBytes: root.size, newBytes: importer.pipeline.newBytes,
+                                     meta: meta, tag: options.tag)
+            return try w.createVersion(asset: info.asset, version, user: options.author)
+        }
+        if options.keep {
+            try repo.catalog.setWorkspaceBase(id: info.id, version: number)
+        } else {
+            try WorkspaceManager(repo: repo).discard(info, user: options.author, reason: "commit-workspace")
+        }
+        guard let version = try repo.catalog.version(of: info.asset, number: number) else {
+            throw RepositoryError(.failure, "internal error: v\(number) vanished after commit")
+        }
+        return version
+    }
+
+    private func refuseOpenWriters(_ spec: String) throws {
+        let writers = try workspace.meta.openWriters()
+        guard !writers.isEmpty else { return }
+        if WorkspaceLocks.daemonAlive(workspace.directory) {
+            let paths = writers.compactMap { try? WorkspacePaths(workspace: workspace).path(of: $0) }.prefix(20)
+            throw RepositoryError(.conflict, "files in \(spec) are open for writing: \(paths.joined(separator: ", ")); close them (finish the writing program) and run commit again")
+        }
+        try workspace.meta.clearOpenWriters()  // Left by a daemon that died: nobody is writing.
+    }
+
+    /// Returns the tree hash of `dir` as it should be committed, queuing new trees and files on the importer.
+    private func commitDirectory(_ dir: WorkspaceNode, persisted: Bool, importer: Importer) throws -> (hash: ContentHash, files: Int, size: UInt64) {
+        if !persisted, let treeID = dir.baseTreeID {
+            let tree = try repo.catalog.tree(treeID)
+            importer.pipeline.noteKnownTree(tree.hash, id: treeID)
+            return (tree.hash, tree.fileCount, tree.totalSize)
+        }
+        var entries: [TreeEntry] = []
+        var files: [FileBuild?] = []
+        var subtrees: [ContentHash?] = []
+        var fileTotal = 0
+        var sizeTotal: UInt64 = 0
+        for (name, node) in try workspace.listing(dir) {
+            let isPersisted = try workspace.meta.node(node.ino) != nil
+            var entry = TreeEntry(name: name, kind: node.kind, mode: node.mode, uid: node.uid, gid: node.gid, size: 0,
+                                  mtimeNs: node.mtimeNs)
+            switch node.kind {
+            case .file:
+                let file = try commitFile(node, importer: importer)
+                entry.size = file.size
+                files.append(file)
+                subtrees.append(nil)
+                fileTotal += 1
+                sizeTotal += file.size
+            case .directory:
+                let sub = try commitDirectory(node, persisted: isPersisted, importer: importer)
+                files.append(nil)
+                subtrees.append(sub.hash)
+                fileTotal += sub.files
+                sizeTotal += sub.size
+            case .symlink:
+                entry.target = node.target ?? []
+                entry.size = UInt64(entry.target!.count)
+                files.append(nil)
+                subtrees.append(nil)
+            }
+            entries.append(entry)
+        }
+        try importer.flushBatch()
+        try importer.pipeline.drain()
+        importer.fileHasher.drain()
+        let items = zip(entries.indices, entries).map { i, e in TreeHasher.Item(entry: e, contentHash: files[i]?.hash ?? subtrees[i]) }
+        let hash = TreeHasher.hash(items)
+        importer.pipeline.enqueue(.tree(PendingTree(hash: hash, entries: entries, fileHashes: files.map { $0?.hash },
+                                                    subtreeHashes: subtrees, fileCount: fileTotal, totalSize: sizeTotal)))
+        return (hash, fileTotal, sizeTotal)
+    }
+
+    private func commitFile(_ node: WorkspaceNode, importer: Importer) throws -> FileBuild {
+        if !node.hasDelta, let baseID = node.baseFileID {
+            let info = try repo.catalog.file(baseID)
+            if node.baseLimit == info.size {
+                let file = FileBuild(size: info.size)
+                file.streamedHash = info.hash
+                file.id = info.id
+                importer.pipeline.noteKnownFile(info.hash, id: info.id)
+                return file
+            }
+        }
+        let size = try workspace.size(of: node)
+        let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
+        defer { delta?.close() }
+        let base = try node.baseFileID.map { try StoredFileRangeReader(repo: repo, fileID: $0) }
+        var position: UInt64 = 0
+        let (file, length) = try importer.streamChunks(size: size) { buffer in
+            let want = Int(min(UInt64(buffer.count), size - position))
+            guard want > 0 else { return 0 }
+            let bytes = try Workspace.readMerged(node, size: size, delta: delta, offset: position, count: want) { offset, count in
+                guard let base else { return [UInt8](repeating: 0, count: count) }
+                return try base.read(offset, count)
+            }
+            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+            position += UInt64(bytes.count)
+            return bytes.count
+        }
+        guard length == size else { throw RepositoryError(.failure, "workspace file changed size during commit") }
+        return file
+    }
+}
+
+/// The two advisory locks of a workspace directory.
+public enum WorkspaceLocks {
+    /// Held exclusively by commit, shared by the daemon around each change.
+    public static func exclusive(_ dir: String) throws -> StoreLock { try StoreLock(path: dir + "/lock", exclusive: true, wait: true) }
+    public static func shared(_ dir: String) throws -> StoreLock { try StoreLock(path: dir + "/lock", exclusive: false, wait: true) }
+    /// Held shared by every daemon serving the workspace, for as long as it serves it.
+    public static func daemon(_ dir: String) throws -> StoreLock { try StoreLock(path: dir + "/daemon.lock", exclusive: false, wait: true) }
+
+    public static func daemonAlive(_ dir: String) -> Bool {
+        guard let probe = try? StoreLock(path: dir + "/daemon.lock", exclusive: true, wait: false) else { return true }
+        probe.release()
+        return false
+    }
+}
+
+/// Finds paths of workspace inodes by walking overrides up to the root (for messages).
+struct WorkspacePaths {
+    let workspace: Workspace
+
+    func path(of ino: UInt64) throws -> String {
+        var components: [String] = []
+        var current = ino
+        var guardCount = 0
+        while current != Workspace.rootInode, guardCount < 4096 {
+            guard let (parent, name) = try workspace.meta.parentOf(current) else { return "inode \(ino)" }
+            components.append(String(decoding: name, as: UTF8.self))
+            current = parent
+            guardCount += 1
+        }
+        return components.reversed().joined(separator: "/")
+    }
+}

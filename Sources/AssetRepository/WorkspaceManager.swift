@@ -1,0 +1,75 @@
+import AssetCatalog
+import AssetStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Creates, opens, lists and discards workspaces. A workspace is a registry row in the catalog plus
+/// `STORE/workspaces/<id>/` (overlay metadata, delta files, locks), so it survives unmounts and crashes.
+public struct WorkspaceManager {
+    public let repo: Repository
+    public init(repo: Repository) { self.repo = repo }
+
+    public func directory(_ id: Int64) -> String { "\(repo.root)/workspaces/\(id)" }
+
+    public func create(asset: String, name: String, from selector: Ref.Selector, user: String = currentUserName()) throws -> WorkspaceInfo {
+        if let problem = Names.assetProblem(asset) { throw RepositoryError(.usage, problem) }
+        if let problem = Names.assetProblem(name) {
+            throw RepositoryError(.usage, problem.replacingOccurrences(of: "asset name", with: "workspace name"))
+        }
+        let base = try repo.catalog.resolve(Ref(asset: asset, selector: selector))
+        try makeDirectory(repo.root + "/workspaces")
+        try DeltaFile.probeHoles(in: repo.root + "/workspaces")
+        let info = try repo.catalog.createWorkspace(asset: asset, name: name, baseVersion: base.number, user: user)
+        _ = try open(info)
+        return info
+    }
+
+    /// Opens a workspace's overlay, creating its directory and root node on first use.
+    public func open(_ info: WorkspaceInfo) throws -> Workspace {
+        let dir = directory(info.id)
+        let oldMask = umask(0o077)
+        defer { umask(oldMask) }
+        try makeDirectory(dir)
+        try makeDirectory(dir + "/delta")
+        let meta = try WorkspaceMetadata(path: dir + "/meta.sqlite")
+        if try meta.node(Workspace.rootInode) == nil {
+            let now = Clock.nowNanoseconds()
+            try meta.transaction {
+                try meta.put(WorkspaceNode(ino: Workspace.rootInode, kind: .directory, mode: 0o755, uid: getuid(), gid: getgid(),
+                                           mtimeNs: now, ctimeNs: now, size: 0, baseTreeID: info.baseTreeID, nlink: 2))
+            }
+        }
+        return Workspace(info: info, directory: dir, meta: meta, repo: repo)
+    }
+
+    /// `ASSET/NAME` -> the workspace, or an error naming what is missing.
+    public func find(_ spec: String) throws -> WorkspaceInfo {
+        let parts = spec.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, Names.isValid(parts[0]), Names.isValid(parts[1]) else {
+            throw RepositoryError(.usage, "invalid workspace \(Names.quoted(spec)): expected ASSET/NAME, e.g. data/exp1")
+        }
+        guard let info = try repo.catalog.workspace(asset: parts[0], name: parts[1]) else {
+            throw RepositoryError(.notFound, "no workspace \(spec) (`assetfs workspace list` shows them)")
+        }
+        return info
+    }
+
+    public func discard(_ info: WorkspaceInfo, user: String = currentUserName(), reason: String = "discard-workspace") throws {
+        try repo.catalog.deleteWorkspace(id: info.id, user: user, reason: reason)
+        removeTree(directory(info.id))
+    }
+}
+
+/// rm -rf without following symlinks; errors are ignored because the registry row is already gone and a
+/// leftover directory is only wasted space (gc does not need it).
+func removeTree(_ path: String) {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if st.st_mode & S_IFMT == S_IFDIR {
+        for name in (try? listDirectory(path)) ?? [] { removeTree(path + "/" + name) }
+        rmdir(path)
+    } else {
+        unlink(path)
+    }
+}

@@ -1,0 +1,269 @@
+import AssetCatalog
+import AssetRepository
+import AssetStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An open workspace file. The node is a snapshot taken at open, so an unlinked file stays readable.
+final class OverlayHandle: @unchecked Sendable {
+    var node: WorkspaceNode
+    let writable: Bool
+    var delta: DeltaFile?
+    var wroteSinceSync = false
+
+    init(node: WorkspaceNode, writable: Bool, delta: DeltaFile?) {
+        self.node = node
+        self.writable = writable
+        self.delta = delta
+    }
+}
+
+/// What `setattr` may change.
+public struct AttributeChanges: Sendable {
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var size: UInt64?
+    public var mtimeNs: Int64?
+    public init() {}
+}
+
+extension WorkspaceOverlay {
+    // MARK: Rename
+
+    func rename(from parent: WorkspaceNode, parentName: [UInt8], grandparent: UInt64, name: [UInt8],
+                to newParent: WorkspaceNode, newParentName: [UInt8], newGrandparent: UInt64, newName: [UInt8],
+                noReplace: Bool, ancestorsOfTarget: [UInt64]) throws {
+        try change {
+            try requireDirectory(parent)
+            try requireDirectory(newParent)
+            var source = try materialize(parent, parent: grandparent, name: parentName)
+            var target = parent.ino == newParent.ino ? source : try materialize(newParent, parent: newGrandparent, name: newParentName)
+            guard let moving = try childInTransaction(source, name) else { throw VFSError.notFound }
+            if moving.kind == .directory && (ancestorsOfTarget.contains(moving.ino) || moving.ino == target.ino) {
+                throw VFSError.invalid  // Moving a directory into itself.
+            }
+            if let existing = try childInTransaction(target, newName) {
+                if existing.ino == moving.ino { return }
+                if noReplace { throw VFSError(EEXIST) }
+                if moving.kind == .directory {
+                    guard existing.kind == .directory else { throw VFSError.notDirectory }
+                    if try !workspace.listing(existing).isEmpty { throw VFSError(ENOTEMPTY) }
+                    target.nlink -= 1
+                } else if existing.kind == .directory {
+                    throw VFSError.isDirectory
+                }
+                try dropLink(existing)
+            }
+            var node = try materialize(moving, parent: source.ino, name: name)
+            node.ctimeNs = Self.now()
+            try meta.put(node)
+            try removeName(source, name)
+            try meta.setDirent(parent: target.ino, name: newName, child: node.ino)
+            if node.kind == .directory && source.ino != target.ino {
+                source.nlink -= 1
+                target.nlink += 1
+            }
+            if source.ino == target.ino {
+                try touch(&source)
+            } else {
+                try touch(&source)
+                try touch(&target)
+            }
+        }
+    }
+
+    // MARK: Attributes
+
+    func setAttributes(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], _ changes: AttributeChanges) throws -> WorkspaceNode {
+        try change {
+            var node = try materialize(n, parent: parent, name: name)
+            let now = Self.now()
+            if let mode = changes.mode { node.mode = mode & 0o7777 }
+            if let uid = changes.uid { node.uid = uid }
+            if let gid = changes.gid { node.gid = gid }
+            if let size = changes.size {
+                guard node.kind == .file else { throw node.kind == .directory ? VFSError.isDirectory : VFSError.invalid }
+                node = try truncate(node, to: size)
+                node.mtimeNs = now
+            }
+            if let mtime = changes.mtimeNs { node.mtimeNs = mtime }
+            node.ctimeNs = now
+            try meta.put(node)
+            refreshHandles(node)
+            return node
+        }
+    }
+
+    /// Gives a persisted file a delta (sparse, same size: every byte still comes from the base).
+    func ensureDelta(_ n: WorkspaceNode) throws -> WorkspaceNode {
+        guard n.kind == .file, !n.hasDelta else { return n }
+        var node = n
+        let delta = try DeltaFile.open(workspace.deltaPath(node.ino), create: true)
+        defer { delta.close() }
+        if ftruncate(delta.descriptor.raw, off_t(node.size)) != 0 { throw VFSError(errno) }
+        node.hasDelta = true
+        try meta.put(node)
+        return node
+    }
+
+    func truncate(_ n: WorkspaceNode, to size: UInt64) throws -> WorkspaceNode {
+        var node = try ensureDelta(n)
+        let delta = try DeltaFile.open(workspace.deltaPath(node.ino), create: false)
+        defer { delta.close() }
+        if ftruncate(delta.descriptor.raw, off_t(size)) != 0 { throw VFSError(errno) }
+        // Bytes past a shrink must read as zeros if the file grows again, never as the base's old bytes.
+        node.baseLimit = min(node.baseLimit, size)
+        node.size = size
+        return node
+    }
+
+    func refreshHandles(_ node: WorkspaceNode) {
+        for h in handles.values where h.node.ino == node.ino { h.node = node }
+    }
+
+    // MARK: Open, read, write
+
+    func open(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], flags: Int32) throws -> UInt64 {
+        guard n.kind == .file else { throw n.kind == .directory ? VFSError.isDirectory : VFSError.invalid }
+        let writable = flags & O_ACCMODE != O_RDONLY
+        var node = n
+        if writable || flags & O_TRUNC != 0 {
+            node = try change {
+                var persisted = try ensureDelta(try materialize(n, parent: parent, name: name))
+                if flags & O_TRUNC != 0 {
+                    persisted = try truncate(persisted, to: 0)
+                    persisted.mtimeNs = Self.now()
+                    persisted.ctimeNs = persisted.mtimeNs
+                    try meta.put(persisted)
+                }
+                return persisted
+            }
+        }
+        let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
+        return try lock.withLock {
+            let id = nextHandle
+            nextHandle += 1
+            handles[id] = OverlayHandle(node: node, writable: writable, delta: delta)
+            opens[node.ino, default: 0] += 1
+            if writable {
+                writers[node.ino, default: 0] += 1
+                try meta.setOpenWriters(node.ino, count: writers[node.ino]!)
+            }
+            return id
+        }
+    }
+
+    func handle(_ id: UInt64) throws -> OverlayHandle {
+        guard let h = lock.withLock({ handles[id] }) else { throw VFSError.badHandle }
+        return h
+    }
+
+    func read(_ id: UInt64, offset: UInt64, count: Int) throws -> [UInt8] {
+        let h = try handle(id)
+        let node = lock.withLock { h.node }
+        let size = try h.delta?.size ?? node.size
+        do {
+            return try Workspace.readMerged(node, size: size, delta: h.delta, offset: offset, count: count) { off, n in
+                guard let file = node.baseFileID else { return [UInt8](repeating: 0, count: n) }
+                return try readBase(file, off, n)
+            }
+        } catch let error as StoreError {
+            throw VFSError(error.errno)
+        }
+    }
+
+    func write(_ id: UInt64, offset: UInt64, data: UnsafeRawBufferPointer) throws -> Int {
+        let h = try handle(id)
+        guard h.writable, let delta = h.delta else { throw VFSError.badHandle }
+        return try lock.withLock {
+            let flock = try WorkspaceLocks.shared(workspace.directory)
+            defer { flock.release() }
+            do {
+                let node = h.node
+                let size = try delta.size
+                let end = offset + UInt64(data.count)
+                // Fill partial edge blocks from the base first: an allocated block must hold every byte it covers.
+                var edges = Set([offset / granularity])
+                edges.insert((end - 1) / granularity)
+                for block in edges.sorted() {
+                    let start = block * granularity
+                    let stop = min(start + granularity, size)
+                    let covered = offset <= start && end >= start + granularity
+                    guard !covered, start < node.baseLimit, start < stop,
+                          try delta.runs(from: start, to: start + 1).first?.data == false else { continue }
+                    let fill = try Workspace.readMerged(node, size: size, delta: delta, offset: start, count: Int(stop - start)) { off, n in
+                        guard let file = node.baseFileID else { return [UInt8](repeating: 0, count: n) }
+                        return try readBase(file, off, n)
+                    }
+                    try fill.withUnsafeBytes { try delta.descriptor.pwrite($0, at: start) }
+                }
+                try delta.descriptor.pwrite(data, at: offset)
+                h.wroteSinceSync = true
+                h.node.mtimeNs = Self.now()
+                return data.count
+            } catch let error as StoreError {
+                throw VFSError(error.errno)
+            }
+        }
+    }
+
+    /// Persists size and times of a written file; with `durable`, fsyncs its data and the metadata too.
+    func flush(_ id: UInt64, durable: Bool) throws {
+        let h = try handle(id)
+        guard h.writable, h.wroteSinceSync || durable else { return }
+        try change {
+            guard var node = try meta.nodeInTransaction(h.node.ino) else { return }
+            node.size = try h.delta?.size ?? node.size
+            node.mtimeNs = max(node.mtimeNs, h.node.mtimeNs)
+            node.ctimeNs = node.mtimeNs
+            try meta.put(node)
+            h.wroteSinceSync = false
+        }
+        if durable {
+            try h.delta?.descriptor.sync()
+            try meta.sync()
+        }
+    }
+
+    func release(_ id: UInt64) {
+        try? flush(id, durable: false)  // Safe: flush failures were already reported by the close() that called flush.
+        lock.withLock {
+            guard let h = handles.removeValue(forKey: id) else { return }
+            h.delta?.close()
+            let ino = h.node.ino
+            opens[ino, default: 1] -= 1
+            if opens[ino] == 0 { opens.removeValue(forKey: ino) }
+            if h.writable {
+                writers[ino, default: 1] -= 1
+                try? meta.setOpenWriters(ino, count: writers[ino] ?? 0)  // Safe: a stale row is cleared at next start.
+                if writers[ino] == 0 { writers.removeValue(forKey: ino) }
+            }
+            // The last handle of an unlinked file: now its data can go.
+            if opens[ino] == nil, let node = try? meta.node(ino), node.nlink == 0 {
+                _ = try? meta.transaction { try meta.deleteNode(ino) }
+                unlink(workspace.deltaPath(ino))
+            }
+        }
+    }
+
+    // MARK: Extended attributes
+
+    func setXattr(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], attribute: [UInt8], value: [UInt8], flags: Int32) throws {
+        try change {
+            let node = try materialize(n, parent: parent, name: name)
+            let exists = try meta.xattr(node.ino, name: attribute) != nil
+            if flags & 1 /* XATTR_CREATE */ != 0 && exists { throw VFSError(EEXIST) }
+            if flags & 2 /* XATTR_REPLACE */ != 0 && !exists { throw VFSError.noAttribute }
+            try meta.setXattr(node.ino, name: attribute, value: value)
+        }
+    }
+
+    func removeXattr(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], attribute: [UInt8]) throws {
+        try change {
+            let node = try materialize(n, parent: parent, name: name)
+            guard try meta.removeXattr(node.ino, name: attribute) else { throw VFSError.noAttribute }
+        }
+    }
+}
