@@ -55,6 +55,7 @@ let package = Package(
         .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository"]),
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore"]),
+        .testTarget(name: "WorkspaceTests", dependencies: ["AssetStore"]),
     ],
     swiftLanguageModes: [.v6]
 )
