@@ -51,9 +51,11 @@ enum Migrations {
             ctime_ns INTEGER NOT NULL, inode INTEGER NOT NULL, file_id INTEGER NOT NULL,
             PRIMARY KEY(asset_id, path)) WITHOUT ROWID;
         """),
+        // AUTOINCREMENT: a workspace id is never reused, so a running mount can never mistake a new
+        // workspace for a discarded one whose overlay it still has open.
         ("0002-workspaces", """
         CREATE TABLE workspaces(
-            id INTEGER PRIMARY KEY, asset_id INTEGER NOT NULL REFERENCES assets(id), name TEXT NOT NULL,
+            id INTEGER PRIMARY KEY AUTOINCREMENT, asset_id INTEGER NOT NULL REFERENCES assets(id), name TEXT NOT NULL,
             base_version INTEGER NOT NULL, base_tree_id INTEGER NOT NULL, created_ns INTEGER NOT NULL,
             created_by TEXT NOT NULL, UNIQUE(asset_id, name));
         """),

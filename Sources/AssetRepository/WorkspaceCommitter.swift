@@ -143,6 +143,9 @@ public struct WorkspaceCommitter {
                 return file
             }
         }
+        if node.hasDelta, let baseID = node.baseFileID {
+            return try commitEditedFile(node, baseID: baseID, importer: importer)
+        }
         let size = try workspace.size(of: node)
         let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
         defer { delta?.close() }
@@ -160,6 +163,68 @@ public struct WorkspaceCommitter {
             return bytes.count
         }
         guard length == size else { throw RepositoryError(.failure, "workspace file changed size during commit") }
+        return file
+    }
+}
+
+extension WorkspaceCommitter {
+    /// Commits a base file with edits, re-chunking only around them.
+    ///
+    /// Base chunks that lie wholly in unedited bytes and start where the new chunking stands are reused as
+    /// they are. From the first edited chunk the merged bytes are cut afresh until a cut lands on a base chunk
+    /// boundary followed by unedited bytes: from there content-defined chunking would repeat the base's cuts,
+    /// so the base chunks are reused again. Every byte is still read once for the whole-file SHA-256 (on the
+    /// importer's hasher thread, while this thread reads and verifies chunks).
+    func commitEditedFile(_ node: WorkspaceNode, baseID: Int64, importer: Importer) throws -> FileBuild {
+        let size = try workspace.size(of: node)
+        let baseInfo = try repo.catalog.file(baseID)
+        let baseChunks = try repo.catalog.fileChunks(baseID)
+        let delta = try DeltaFile.open(workspace.deltaPath(node.ino), create: false)
+        defer { delta.close() }
+        let base = try StoredFileRangeReader(repo: repo, fileID: baseID)
+        let cleanLimit = min(node.baseLimit, size, baseInfo.size)
+        let edits = try delta.runs(from: 0, to: size).filter(\.data).map { ($0.start, $0.end) }
+        func clean(_ a: UInt64, _ b: UInt64) -> Bool {
+            b <= cleanLimit && !edits.contains { $0.0 < b && $0.1 > a }
+        }
+        var startIndex: [UInt64: Int] = [:]
+        for (i, c) in baseChunks.enumerated() { startIndex[c.offset] = i }
+
+        let file = FileBuild(size: size)
+        let hash = FileHashTask(file: file, hasher: importer.fileHasher)
+        let maxChunk = importer.chunker.parameters.maxSize
+        var window: [UInt8] = []  // merged bytes from `position` on, read ahead for the chunker
+        var position: UInt64 = 0
+        while position < size {
+            if let i = startIndex[position], case let c = baseChunks[i],
+               clean(position, position + UInt64(c.location.rawLength)) {
+                let bytes = try repo.reader.read(c.location)
+                hash.update(bytes)
+                file.offsets.append(position)
+                file.chunkHashes.append(c.location.id)
+                position += UInt64(bytes.count)
+                window.removeAll()
+                continue
+            }
+            let want = Int(min(size - position, UInt64(maxChunk)))
+            if window.count < want {
+                let from = position + UInt64(window.count)
+                window += try Workspace.readMerged(node, size: size, delta: delta, offset: from, count: want - window.count) { o, n in
+                    try base.read(o, n)
+                }
+            }
+            let cut = window.withUnsafeBytes { importer.chunker.cutPoint(UnsafeRawBufferPointer(rebasing: $0[0..<want])) }
+            let chunk = Array(window[0..<cut])
+            window.removeFirst(cut)
+            hash.update(chunk)
+            file.offsets.append(position)
+            file.chunkHashes.append(nil)
+            importer.addJob(ChunkJob(file: file, index: file.offsets.count - 1, bytes: chunk))
+            if importer.batchBytes >= importer.batchLimit { try importer.flushBatch() }
+            position += UInt64(cut)
+        }
+        hash.finish()
+        importer.pipeline.enqueue(.file(file))
         return file
     }
 }
