@@ -1,17 +1,36 @@
-/// Command line: `AssetBench [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]`.
+/// Command line: `AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]` or
+/// `AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N] [--random-reads N]`.
 struct Options {
+    enum Mode { case importComparison, read }
+    var mode = Mode.importComparison
     var work = "/tmp/assetfs-bench"
+    var workGiven = false
     var scale = 1.0
     var assetfs = ".build/release/assetfs"
     var skipPeers = false
+    // Read mode only.
+    var cacheSize = "256M"
+    var tinyVersions = 1000
+    var randomReads = 2000
 
     static let usage = """
-        usage: AssetBench [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]
+        usage: AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]
+               AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N]
+                               [--random-reads N]
+          import           (default) import comparison: every version into assetfs, borg and restic
+          read             read path of version 3 through assetfs mount, borg mount and restic mount against an
+                           assetfs export on local disk (root only: drops the page cache; see ReadBench.swift)
           --work DIR       work directory; its src, store, borg, restic, cache and logs folders are recreated
                            (default /tmp/assetfs-bench)
           --scale F        multiplies file counts of the data set (default 1.0: about 420 MB at v1, 500 MB at v6)
           --assetfs PATH   assetfs binary (default .build/release/assetfs); if missing its columns show n/a
-          --skip-peers     do not run borg and restic
+          --skip-peers     do not run borg and restic (import mode only)
+          --cache-size S   read mode: the mount's --cache-size (default 256M)
+          --tiny-versions N  read mode: versions of a separate tiny asset created before timing the mount start
+                           (default 1000)
+          --random-reads N read mode: random 4 KiB preads per pass (default 2000)
+          In read mode the default work directory is /tmp/assetfs-readbench (its src, store, borg, restic,
+          cache, logs, export, tiny and mnt folders are recreated).
         """
 
     static func parse(_ arguments: [String]) throws -> Options {
@@ -21,19 +40,32 @@ struct Options {
             guard let v = rest.popFirst() else { throw BenchError("\(flag) needs a value") }
             return v
         }
+        func count(_ flag: String) throws -> Int {
+            let text = try value(flag)
+            guard let n = Int(text), n > 0, n <= 1_000_000 else { throw BenchError("bad \(flag) \(text)") }
+            return n
+        }
+        if let first = rest.first, first == "read" || first == "import" {
+            options.mode = first == "read" ? .read : .importComparison
+            rest = rest.dropFirst()
+        }
         while let arg = rest.popFirst() {
             switch arg {
-            case "--work": options.work = try value(arg)
+            case "--work": options.work = try value(arg); options.workGiven = true
             case "--scale":
                 let text = try value(arg)
                 guard let s = Double(text), s > 0, s <= 100 else { throw BenchError("bad --scale \(text)") }
                 options.scale = s
             case "--assetfs": options.assetfs = try value(arg)
             case "--skip-peers": options.skipPeers = true
+            case "--cache-size": options.cacheSize = try value(arg)
+            case "--tiny-versions": options.tinyVersions = try count(arg)
+            case "--random-reads": options.randomReads = try count(arg)
             case "-h", "--help": throw BenchError(usage)
             default: throw BenchError("unknown argument \(arg)\n\(usage)")
             }
         }
+        if options.mode == .read && !options.workGiven { options.work = "/tmp/assetfs-readbench" }
         return options
     }
 }

@@ -1,6 +1,6 @@
 // AssetBench: generates a versioned data set, measures the chunker and hashing, studies chunk sizes, and
 // imports every version into assetfs, borg and restic side by side. Markdown report on stdout, progress on
-// stderr. See Options.usage for the command line.
+// stderr. See Options.usage for the command line. `AssetBench read` runs the read-path benchmark (ReadBench.swift).
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -14,6 +14,7 @@ do {
     progress("\(error)")
     exit(2)
 }
+if options.mode == .read { exit(ReadBench.main(options)) }
 
 do {
     let work = FileIO.absolute(options.work)

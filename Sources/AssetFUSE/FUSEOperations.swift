@@ -169,7 +169,8 @@ enum FUSEOperations {
         }
         ops.mknod = { req, parent, name, mode, _ in
             answer(req) {
-                guard mode & S_IFMT == S_IFREG else { throw VFSError(EPERM) }
+                // Special files: EROFS on versions (the VFS decides), otherwise unsupported.
+                guard mode & S_IFMT == S_IFREG else { try fs(req).refuseSpecialFile(parent: UInt64(parent)) }
                 let ctx = fuse_req_ctx(req)!.pointee
                 let (entry, handle) = try fs(req).create(parent: UInt64(parent), name: KernelTypes.name(name!), mode: mode,
                                                          flags: O_RDWR, uid: ctx.uid, gid: ctx.gid)

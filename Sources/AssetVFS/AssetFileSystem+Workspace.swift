@@ -150,6 +150,12 @@ extension AssetFileSystem {
         try overlay.removeXattr(n, parent: parent, name: nodeName, attribute: Array(name.utf8))
     }
 
+    /// Devices, fifos and sockets are not stored: EPERM in workspaces, EROFS elsewhere.
+    public func refuseSpecialFile(parent: UInt64) throws -> Never {
+        guard case .workspace? = nodes.node(parent) else { try refuseWrite(parent) }
+        throw VFSError(EPERM)
+    }
+
     /// EROFS for version paths, ENOENT for unknown inodes: the answer to writes the VFS does not support there.
     public func refuseWrite(_ inode: UInt64) throws -> Never {
         guard nodes.node(inode) != nil else { throw VFSError.notFound }

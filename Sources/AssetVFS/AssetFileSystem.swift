@@ -136,7 +136,8 @@ public final class AssetFileSystem: @unchecked Sendable {
                               uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: mountedNs)
         case .asset(let asset):
             let versions = try catalog.versions(of: asset)
-            return Attributes(inode: inode, type: .directory, permissions: 0o755, linkCount: UInt32(2 + versions.count),
+            // Subdirectories: one per version, plus `workspaces`.
+            return Attributes(inode: inode, type: .directory, permissions: 0o755, linkCount: UInt32(3 + versions.count),
                               uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: versions.last?.createdNs ?? mountedNs)
         case .assetLink(let asset, let name):
             guard let target = try linkTarget(asset: asset, name: name) else { throw VFSError.notFound }

@@ -1,0 +1,141 @@
+/// The read benchmark's markdown: every figure per target, then the targets judged from those figures only.
+struct ReadReport {
+    static let order = ["native", "assetfs", "borg", "restic"]
+
+    let layout: DataSetLayout
+    let version: Int
+    let files: Int
+    let bytes: Int
+    let largeFiles: Int
+    let largeBytes: Int
+    let randomReads: Int
+    let tools: [String]
+    let cacheSize: String
+    let machine: String
+    let loadBefore: String
+    let loadAfter: String
+    let exportSeconds: Double
+    let results: [String: TargetResult]
+    /// `assetfs mount --background` seconds with only the data set's versions in the store.
+    let startFew: [Double]
+    let storeVersions: Int
+    let startCold: Double
+    let startWarm: [Double]
+
+    func render() -> String {
+        var out = ["## assetfs read path (version \(version))", ""]
+        out.append("Data set (scale \(fixed(layout.scale, 2))): \(layout.summary).")
+        out.append("")
+        out.append("Version \(version): \(files) files, \(megabytes(bytes)) MB; \(randomReads) random 4 KiB preads over the "
+            + "\(largeFiles) files of at least 1 MiB (\(megabytes(largeBytes)) MB), page-aligned, same offsets for every target.")
+        out.append("")
+        out.append("Machine: \(machine), load average \(loadBefore) before and \(loadAfter) after. Tools: "
+            + tools.joined(separator: ", ") + ". assetfs mount --cache-size \(cacheSize).")
+        out.append("")
+        out.append("native = `assetfs export bench@v\(version)` on the local ext4 disk (the export took "
+            + "\(fixed(exportSeconds, 2)) s, \(fixed(Double(bytes) / 1e6 / exportSeconds, 0)) MB/s); borg = `borg mount -f "
+            + "REPO::v\(version)`; restic = `restic mount`, tree under ids/<snapshot>/; assetfs = `assetfs mount --background`, "
+            + "tree under bench/v\(version). Cold = after `sync; echo 3 > /proc/sys/vm/drop_caches` (the daemons' own "
+            + "memory caches are not dropped, so each target's cold random pass and tree walks run in a fresh mount). "
+            + "Sequential: every file in path order, 1 MiB read() calls. Warm figures are the best of "
+            + "\(ReadBench.warmPasses) passes. MB = 10^6 bytes.")
+        out += ["", "### Figures", "", figureTable(), "", "### Targets", "", targetTable()]
+        return out.joined(separator: "\n")
+    }
+
+    private func column(_ body: (TargetResult) -> String) -> [String] {
+        Self.order.map { results[$0].map(body) ?? "n/a" }
+    }
+
+    private func figureTable() -> String {
+        var t = MarkdownTable(["measure"] + Self.order.map(Self.heading))
+        t.add(["cold sequential MB/s"] + column { fixed(mbps($0.coldSequential), 0) })
+        t.add(["warm sequential MB/s"] + column { fixed(mbps($0.warmSequential), 0) })
+        t.add(["random 4 KiB cold IOPS"] + column { $0.random.map { fixed(iops($0.coldSeconds), 0) } ?? "n/a" })
+        t.add(["random 4 KiB warm IOPS"] + column { $0.random.map { fixed(iops($0.warmSeconds), 0) } ?? "n/a" })
+        t.add(["`ls -lR` s (first walk after mount)"] + column { fixed($0.lsSeconds, 3) })
+        t.add(["`find` s (first walk after mount)"] + column { fixed($0.findSeconds, 3) })
+        t.add(["mount until the tree answers, s (both mounts)"] + column {
+            $0.ready.isEmpty ? "-" : $0.ready.map { fixed($0, 3) }.joined(separator: " / ")
+        })
+        t.add(["read_ahead_kb of the mount"] + column { $0.readAheadKiB.map(String.init) ?? "-" })
+        t.add(["daemon peak RSS MiB (VmHWM after all reads)"] + column { r in
+            r.peakKiB.map { fixed(Double($0) / 1024, 1) } ?? "-"
+        })
+        t.add(["content = native (random bytes, find entries)"] + column { contentMatches($0) ? "yes" : "NO" })
+        return t.render()
+    }
+
+    private func targetTable() -> String {
+        var t = MarkdownTable(["target", "measured", "result"], numeric: [1])
+        let a = results["assetfs"], n = results["native"], b = results["borg"]
+        func ratio(_ x: Double?, _ y: Double?) -> Double? {
+            guard let x, let y, y > 0, x.isFinite, y.isFinite else { return nil }
+            return x / y
+        }
+        let cold = ratio(a.map { mbps($0.coldSequential) }, b.map { mbps($0.coldSequential) })
+        t.add(["cold sequential >= 2x borg mount", times(cold), verdict(cold.map { $0 >= 2 })])
+        let coldNative = ratio(a.map { mbps($0.coldSequential) }, n.map { mbps($0.coldSequential) })
+        t.add(["cold sequential >= 0.5x native", times(coldNative), verdict(coldNative.map { $0 >= 0.5 })])
+        let warm = ratio(a.map { mbps($0.warmSequential) }, n.map { mbps($0.warmSequential) })
+        t.add(["warm sequential >= 0.8x native", times(warm), verdict(warm.map { $0 >= 0.8 })])
+        let random = ratio(a?.random.map { iops($0.coldSeconds) }, b?.random.map { iops($0.coldSeconds) })
+        t.add(["random 4 KiB cold IOPS >= 10x borg mount", times(random), verdict(random.map { $0 >= 10 })])
+        let ls = ratio(a?.lsSeconds, n?.lsSeconds)
+        t.add(["`ls -lR` time <= 3x native", times(ls), verdict(ls.map { $0 <= 3 })])
+        let warmMedian = median(startWarm)
+        t.add(["mount start <= 100 ms, \(storeVersions) versions (median of \(startWarm.count) warm)",
+               ms(warmMedian), verdict(warmMedian.map { $0 <= 0.1 })])
+        t.add(["mount start <= 100 ms, \(storeVersions) versions, caches dropped", ms(startCold), verdict(startCold <= 0.1)])
+        let budget = cacheMiB.map { 64 + $0 }
+        let peak = a?.peakKiB.map { Double($0) / 1024 }
+        t.add(["daemon RSS <= 64 MiB + cache (\(cacheSize)) = \(budget.map { fixed($0, 0) } ?? "?") MiB",
+               peak.map { fixed($0, 1) + " MiB" } ?? "n/a",
+               verdict(peak.flatMap { p in budget.map { p <= $0 } })])
+        if let a { t.add(["assetfs content = native", contentMatches(a) ? "same" : "DIFFERENT", verdict(contentMatches(a))]) }
+        var lines = [t.render(), ""]
+        lines.append("Mount start = spawning `assetfs mount --background` until it returns (it polls for readiness every "
+            + "20 ms). With the data set's \(DataSetLayout.versions) versions only: "
+            + startFew.map { fixed($0 * 1000, 1) }.joined(separator: ", ") + " ms; with \(storeVersions) versions: "
+            + "caches dropped \(fixed(startCold * 1000, 1)) ms, warm " + startWarm.map { fixed($0 * 1000, 1) }.joined(separator: ", ")
+            + " ms.")
+        return lines.joined(separator: "\n")
+    }
+
+    private func contentMatches(_ r: TargetResult) -> Bool {
+        guard let native = results["native"] else { return false }
+        return r.random?.checksum == native.random?.checksum && r.findLines == native.findLines
+    }
+
+    private static func heading(_ name: String) -> String {
+        switch name {
+        case "native": "native (ext4 export)"
+        case "assetfs": "assetfs mount"
+        case "borg": "borg mount"
+        case "restic": "restic mount"
+        default: name
+        }
+    }
+
+    private func mbps(_ seconds: Double) -> Double { seconds > 0 ? Double(bytes) / 1e6 / seconds : .nan }
+    private func iops(_ seconds: Double) -> Double { seconds > 0 ? Double(randomReads) / seconds : .nan }
+    private func times(_ x: Double?) -> String { x.map { fixed($0, 2) + "x" } ?? "n/a" }
+    private func ms(_ seconds: Double?) -> String { seconds.map { fixed($0 * 1000, 1) + " ms" } ?? "n/a" }
+    private func verdict(_ ok: Bool?) -> String { ok.map { $0 ? "PASS" : "MISS" } ?? "n/a" }
+
+    private func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let s = values.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// "256M" -> 256 (MiB), as `assetfs mount --cache-size` reads it.
+    private var cacheMiB: Double? {
+        var text = cacheSize.uppercased()
+        if text.hasSuffix("IB") { text.removeLast(2) } else if text.hasSuffix("B") { text.removeLast() }
+        let units: [Character: Double] = ["K": 1.0 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024]
+        var unit = 1.0 / 1_048_576
+        if let last = text.last, let u = units[last] { unit = u; text.removeLast() }
+        return Double(text).map { $0 * unit }
+    }
+}
