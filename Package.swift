@@ -56,6 +56,8 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore"]),
         .testTarget(name: "WorkspaceTests", dependencies: ["AssetStore"]),
+        .testTarget(name: "ExamplesTests", dependencies: ["AssetStore"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["AssetStore", "AssetCatalog"]),
     ],
     swiftLanguageModes: [.v6]
 )

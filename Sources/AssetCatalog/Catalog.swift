@@ -54,7 +54,8 @@ public protocol Catalog: AnyObject, Sendable {
     /// Points chunks at their copies in a new pack and forgets the old pack, in one transaction.
     func relocate(_ chunks: [ChunkLocation], newPack: ContentHash, newPackSize: UInt64, dropping oldPacks: [ContentHash]) throws
     func forgetPacks(_ ids: [ContentHash]) throws
-    /// Live (indexed) bytes per pack, for deciding which packs to rewrite.
+    /// Live bytes per pack (indexed records with their footer entries, plus header and trailer; 0 when no
+    /// chunk is indexed), for deciding which packs to rewrite.
     func liveBytesPerPack() throws -> [ContentHash: UInt64]
 }
 

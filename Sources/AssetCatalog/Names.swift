@@ -25,9 +25,13 @@ public enum Names {
         return nil
     }
 
+    /// `v12`, and also `v-1` or `v+3`: anything a reader would take for a version number.
     static func looksLikeVersion(_ name: String) -> Bool {
-        let b = Array(name.utf8)
-        return b.count >= 2 && b[0] == UInt8(ascii: "v") && b.dropFirst().allSatisfy { (0x30...0x39).contains($0) }
+        var b = Array(name.utf8)
+        guard b.count >= 2, b[0] == UInt8(ascii: "v") else { return false }
+        b.removeFirst()
+        if b[0] == UInt8(ascii: "-") || b[0] == UInt8(ascii: "+") { b.removeFirst() }
+        return !b.isEmpty && b.allSatisfy { (0x30...0x39).contains($0) }
     }
 
     /// A name shown safely on one line: control characters and overlong names are escaped or cut.
@@ -35,7 +39,8 @@ public enum Names {
         var out = ""
         for scalar in name.unicodeScalars.prefix(80) {
             if scalar.value < 0x20 || scalar.value == 0x7F {
-                out += "\\x" + String(scalar.value, radix: 16)
+                let hex = String(scalar.value, radix: 16)
+                out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
             } else {
                 out.unicodeScalars.append(scalar)
             }

@@ -61,6 +61,9 @@ public struct Ref: Sendable, Equatable, CustomStringConvertible {
             }
             return .number(n)
         }
+        if Names.looksLikeVersion(sel) {
+            throw ParseError(description: "invalid reference \(Names.quoted(text)): version numbers are v1 to v\(Int32.max)")
+        }
         if let problem = Names.tagProblem(sel) {
             throw ParseError(description: "invalid reference \(Names.quoted(text)): expected vN, latest or a tag; \(problem)")
         }

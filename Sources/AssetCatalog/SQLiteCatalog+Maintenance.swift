@@ -150,8 +150,12 @@ extension SQLiteCatalog {
         try locked { db in
             var out = [ContentHash: UInt64]()
             try db.query("""
-                SELECT p.name, COALESCE(SUM(c.length), 0) FROM packs p LEFT JOIN chunks c ON c.pack_id = p.id GROUP BY p.id
-                """) { r in out[ContentHash(bytes: r.blob(0))] = UInt64(r.int(1)) }
+                SELECT p.name, COALESCE(SUM(c.length), 0), COUNT(c.id) FROM packs p LEFT JOIN chunks c ON c.pack_id = p.id GROUP BY p.id
+                """) { r in
+                // A live chunk also keeps its footer entry; header and trailer belong to any non-empty pack.
+                let count = UInt64(r.int(2))
+                out[ContentHash(bytes: r.blob(0))] = count == 0 ? 0 : UInt64(r.int(1)) + count * 88 + 32
+            }
             return out
         }
     }

@@ -1,3 +1,4 @@
+import AssetStore
 import AssetVFS
 import CFUSE3
 #if canImport(Glibc)
@@ -16,7 +17,7 @@ enum KernelTypes {
         st.st_size = off_t(clamping: a.size)
         st.st_blocks = blkcnt_t(clamping: a.blocks)
         st.st_blksize = 4096
-        let t = timespec(tv_sec: Int(a.mtimeNs / 1_000_000_000), tv_nsec: Int(a.mtimeNs % 1_000_000_000))
+        let t = timespec(nanoseconds: a.mtimeNs)
         st.st_mtim = t
         st.st_ctim = t
         st.st_atim = t

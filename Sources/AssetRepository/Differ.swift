@@ -2,6 +2,8 @@ import AssetCatalog
 import AssetStore
 
 /// Compares two versions tree by tree; identical subtrees (same id, hence same hash) are skipped unread.
+/// Directories are reported when added or removed (as `path/`) and when their mode or owner changes; a
+/// directory's own mtime is not reported, since it changes with every change inside it.
 public struct Differ {
     public let catalog: Catalog
     public init(catalog: Catalog) { self.catalog = catalog }
@@ -37,6 +39,9 @@ public struct Differ {
             } else if let l, let r {
                 let path = prefix + l.displayName
                 if l.kind == .directory && r.kind == .directory {
+                    if l.mode != r.mode || l.uid != r.uid || l.gid != r.gid {
+                        out.append(Change(kind: .modified, path: path + "/", oldSize: 0, newSize: 0))
+                    }
                     try compare(l.subtreeID, r.subtreeID, prefix: path + "/", into: &out)
                 } else if l.kind != r.kind {
                     try report(l, prefix: prefix, kind: .removed, into: &out)
@@ -53,6 +58,8 @@ public struct Differ {
     private func report(_ entry: TreeEntry, prefix: String, kind: Change.Kind, into out: inout [Change]) throws {
         let path = prefix + entry.displayName
         if entry.kind == .directory {
+            // The directory itself, then what it holds (an empty directory is a change too).
+            out.append(Change(kind: kind, path: path + "/", oldSize: kind == .removed ? 0 : nil, newSize: kind == .added ? 0 : nil))
             try compare(kind == .removed ? entry.subtreeID : nil, kind == .added ? entry.subtreeID : nil,
                         prefix: path + "/", into: &out)
             return

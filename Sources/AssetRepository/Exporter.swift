@@ -96,7 +96,7 @@ public struct Exporter {
         if entry.kind != .symlink && fchmodat(dirFD, cname, mode_t(entry.mode), 0) != 0 {
             throw fail("chmod", display + "/" + entry.displayName)
         }
-        let t = timespec(tv_sec: Int(entry.mtimeNs / 1_000_000_000), tv_nsec: Int(entry.mtimeNs % 1_000_000_000))
+        let t = timespec(nanoseconds: entry.mtimeNs)
         var times = [t, t]
         if utimensat(dirFD, cname, &times, flags) != 0 { throw fail("set times of", display + "/" + entry.displayName) }
     }

@@ -71,8 +71,10 @@ public struct GarbageCollector {
         func sealAndSwap() throws {
             guard !writer.isEmpty else { return }
             let sealed = try writer.seal()
-            try repo.catalog.relocate(sealed.chunks, newPack: sealed.pack, newPackSize: sealed.size, dropping: sources)
-            for id in sources { try repo.storage.delete(id) }
+            // A rewrite that reproduces a source byte for byte has that source's name: never delete it.
+            let dropped = sources.filter { $0 != sealed.pack }
+            try repo.catalog.relocate(sealed.chunks, newPack: sealed.pack, newPackSize: sealed.size, dropping: dropped)
+            for id in dropped { try repo.storage.delete(id) }
             moved.removeAll()
             sources.removeAll()
         }

@@ -102,3 +102,9 @@ public func makeDirectory(_ path: String, mode: mode_t = 0o700) throws {
         throw StoreError.syscall("mkdir", path: path, errno: errno)
     }
 }
+
+/// Nanoseconds since the epoch as a timespec; floor division so pre-1970 times keep tv_nsec in 0..<1e9.
+public func timespec(nanoseconds ns: Int64) -> timespec {
+    let seconds = ns >= 0 ? ns / 1_000_000_000 : -((-ns + 999_999_999) / 1_000_000_000)
+    return Glibc.timespec(tv_sec: Int(seconds), tv_nsec: Int(ns - seconds * 1_000_000_000))
+}

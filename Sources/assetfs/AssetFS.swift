@@ -44,8 +44,9 @@ struct AssetFS: ParsableCommand {
             let code = exitCode(for: error)
             if code == .validationFailure {
                 // ArgumentParser's usage errors exit 64; this project's contract is 2 for usage errors.
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(2)
+                // One line naming the problem; `--help` has the rest.
+                let text = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+                fail(text.hasPrefix("Error: ") ? String(text.dropFirst(7)) : text, usage: true)
             }
             exit(withError: error)
         }

@@ -1,0 +1,149 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small deterministic generator (a 64-bit LCG with an output mixer), so every test buffer is reproducible.
+struct TestRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed &* 0x2545_F491_4F6C_DD1D &+ 0x1234_5678 }
+
+    mutating func next() -> UInt64 {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        var z = state
+        z ^= z >> 33
+        z = z &* 0xFF51_AFD7_ED55_8CCD
+        z ^= z >> 33
+        z = z &* 0xC4CE_B9FE_1A85_EC53
+        return z ^ (z >> 33)
+    }
+}
+
+/// `count` pseudo-random bytes, the same for the same seed.
+func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var generator = TestRandom(seed: seed)
+    var out = [UInt8](repeating: 0, count: count)
+    out.withUnsafeMutableBytes { raw in
+        let words = count / 8
+        for i in 0..<words { raw.storeBytes(of: generator.next(), toByteOffset: i * 8, as: UInt64.self) }
+        for i in (words * 8)..<count { raw[i] = UInt8(truncatingIfNeeded: generator.next()) }
+    }
+    return out
+}
+
+/// Compressible, CSV-like text of exactly `count` bytes.
+func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var generator = TestRandom(seed: seed)
+    var out = [UInt8]()
+    out.reserveCapacity(count + 64)
+    var row = 0
+    while out.count < count {
+        let label = ["cat", "dog", "bird", "fish"][Int(generator.next() % 4)]
+        out.append(contentsOf: Array("\(row),label=\(label),score=0.\(generator.next() % 1000)\n".utf8))
+        row += 1
+    }
+    return Array(out[0..<count])
+}
+
+/// Creates a private temporary directory, runs `body` with its path, and removes it afterwards.
+func withTemporaryDirectory<T>(_ label: String = "store", _ body: (String) throws -> T) throws -> T {
+    var template = Array("/tmp/assetfs-catalogtests-\(label)-XXXXXX".utf8CString)
+    let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    guard made != nil else { throw TestFailure("mkdtemp failed: \(String(cString: strerror(errno)))") }
+    let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    defer { removeTree(path) }
+    return try body(path)
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Removes a directory tree without following symlinks; names are handled as raw bytes.
+func removeTree(_ path: String) {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    if fd < 0 {
+        unlink(path)
+        return
+    }
+    removeContents(fd)
+    close(fd)
+    rmdir(path)
+}
+
+private func removeContents(_ fd: Int32) {
+    for name in rawNames(fd) {
+        let cname = name.map { CChar(bitPattern: $0) } + [0]
+        if unlinkat(fd, cname, 0) != 0 {
+            let child = openat(fd, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if child >= 0 {
+                fchmod(child, 0o700)
+                removeContents(child)
+                close(child)
+            }
+            unlinkat(fd, cname, AT_REMOVEDIR)
+        }
+    }
+}
+
+/// The names in a directory as raw bytes, without "." and "..".
+func rawNames(_ fd: Int32) -> [[UInt8]] {
+    let copy = dup(fd)
+    guard copy >= 0, let dir = fdopendir(copy) else { return [] }
+    defer { closedir(dir) }
+    var names: [[UInt8]] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> [UInt8] in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            return Array(bytes[0..<(bytes.firstIndex(of: 0) ?? bytes.count)])
+        }
+        if name != [0x2E] && name != [0x2E, 0x2E] { names.append(name) }
+    }
+    return names
+}
+
+func readWhole(_ path: String) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw TestFailure("cannot read \(path)") }
+    return [UInt8](data)
+}
+
+/// Overwrites one byte of a file in place with its bitwise complement.
+func flipByte(in path: String, at offset: UInt64) throws {
+    let fd = open(path, O_RDWR | O_CLOEXEC)
+    guard fd >= 0 else { throw TestFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    var byte: UInt8 = 0
+    guard pread(fd, &byte, 1, off_t(offset)) == 1 else { throw TestFailure("cannot read byte \(offset) of \(path)") }
+    byte = ~byte
+    guard pwrite(fd, &byte, 1, off_t(offset)) == 1 else { throw TestFailure("cannot write byte \(offset) of \(path)") }
+}
+
+/// Files (not directories) directly or indirectly below `path`.
+func regularFiles(under path: String) -> [String] {
+    guard let walker = FileManager.default.enumerator(atPath: path) else { return [] }
+    var out: [String] = []
+    while let item = walker.nextObject() as? String {
+        var st = stat()
+        if lstat(path + "/" + item, &st) == 0, st.st_mode & S_IFMT == S_IFREG { out.append(path + "/" + item) }
+    }
+    return out.sorted()
+}
+
+/// Runs the sqlite3 command-line shell on `database` with one SQL text; returns its exit status and output.
+func sqlite3CLI(_ database: String, _ sql: String) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    process.arguments = ["-batch", database, sql]
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+}

@@ -1,0 +1,259 @@
+import AssetStore
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func encode(_ plain: [UInt8]) -> ChunkRecord.Encoded {
+    plain.withUnsafeBytes { ChunkRecord.encode($0, id: ContentHash.of($0), compressor: ZstdCompressor()) }
+}
+
+private func makeStorage(_ dir: String) throws -> LocalPackStorage {
+    let storage = LocalPackStorage(root: dir + "/store")
+    try FileManager.default.createDirectory(atPath: dir + "/store", withIntermediateDirectories: true)
+    try storage.createLayout()
+    return storage
+}
+
+/// Samples of different kinds and sizes; the last two are identical to earlier ones in size only.
+private let payloads: [[UInt8]] = [
+    [0x42],
+    randomBytes(70_000, seed: 21),
+    textBytes(200_000, seed: 22),
+    randomBytes(ChunkRecord.blockSize, seed: 23),
+    textBytes(ChunkRecord.blockSize, seed: 24) + randomBytes(250_000, seed: 25),
+]
+
+/// Storage whose staging files write to /dev/full, so the first flush fails with ENOSPC.
+private final class FullDiskStorage: PackStorage {
+    let inner: LocalPackStorage
+    init(inner: LocalPackStorage) { self.inner = inner }
+    var location: String { inner.location }
+    func makeStagingPack() throws -> StagingPack {
+        let staging = try inner.makeStagingPack()
+        let full = open("/dev/full", O_WRONLY | O_CLOEXEC)
+        guard full >= 0 else { throw TestFailure("cannot open /dev/full") }
+        dup2(full, staging.descriptor.raw)
+        close(full)
+        return staging
+    }
+    func publish(_ staging: StagingPack, as id: ContentHash) throws { try inner.publish(staging, as: id) }
+    func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try inner.read(id, at: offset, into: buffer)
+    }
+    func size(of id: ContentHash) throws -> UInt64? { try inner.size(of: id) }
+    func delete(_ id: ContentHash) throws { try inner.delete(id) }
+    func list() throws -> [ContentHash] { try inner.list() }
+    func removeStaging() throws -> Int { try inner.removeStaging() }
+    func describe(_ id: ContentHash) -> String { inner.describe(id) }
+}
+
+/// Storage whose publish step fails, as a full or read-only disk would make rename fail.
+private final class FailingPublishStorage: PackStorage {
+    let inner: LocalPackStorage
+    init(inner: LocalPackStorage) { self.inner = inner }
+    var location: String { inner.location }
+    func makeStagingPack() throws -> StagingPack { try inner.makeStagingPack() }
+    func publish(_ staging: StagingPack, as id: ContentHash) throws {
+        staging.descriptor.close()
+        unlink(staging.path)
+        throw StoreError(.io(errno: EIO), "injected publish failure")
+    }
+    func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try inner.read(id, at: offset, into: buffer)
+    }
+    func size(of id: ContentHash) throws -> UInt64? { try inner.size(of: id) }
+    func delete(_ id: ContentHash) throws { try inner.delete(id) }
+    func list() throws -> [ContentHash] { try inner.list() }
+    func removeStaging() throws -> Int { try inner.removeStaging() }
+    func describe(_ id: ContentHash) -> String { inner.describe(id) }
+}
+
+@Suite("PackWriter, LocalPackStorage, PackIndexReader, ChunkReader")
+struct PackTests {
+    @Test("a sealed pack is named by the SHA-256 of its bytes and every chunk reads back alone")
+    func writeSealAndReadBack() throws {
+        try withTemporaryDirectory("pack") { dir in
+            let storage = try makeStorage(dir)
+            let writer = PackWriter(storage: storage)
+            #expect(writer.isEmpty)
+            let encoded = payloads.map(encode)
+            var offsets: [UInt64] = []
+            for chunk in encoded { offsets.append(try writer.append(chunk)) }
+            #expect(writer.chunkCount == payloads.count)
+            #expect(offsets[0] == UInt64(PackWriter.headerSize))
+            for i in 1..<offsets.count { #expect(offsets[i] == offsets[i - 1] + UInt64(encoded[i - 1].bytes.count)) }
+
+            let sealed = try writer.seal()
+            #expect(writer.isEmpty)
+            let path = storage.path(of: sealed.pack)
+            #expect(path.hasPrefix(dir + "/store/packs/" + String(sealed.pack.hex.prefix(2)) + "/"))
+            #expect(path.hasSuffix(sealed.pack.hex + ".pack"))
+            let file = try readWhole(path)
+            #expect(ContentHash.of(file) == sealed.pack, "pack name is not the SHA-256 of its bytes")
+            #expect(UInt64(file.count) == sealed.size)
+            #expect(try storage.size(of: sealed.pack) == sealed.size)
+            #expect(Array(file[0..<8]) == PackWriter.magic)
+            #expect(Array(file[(file.count - 8)...]) == PackWriter.footerMagic)
+            #expect(try storage.list() == [sealed.pack])
+            #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "staging file left behind after seal")
+
+            // Where the writer said each record is, byte for byte.
+            #expect(sealed.chunks.count == payloads.count)
+            for (i, location) in sealed.chunks.enumerated() {
+                #expect(location.id == encoded[i].id)
+                #expect(location.pack == sealed.pack)
+                #expect(location.offset == offsets[i])
+                #expect(location.length == encoded[i].bytes.count)
+                #expect(location.rawLength == payloads[i].count)
+                #expect(location.tableHash == encoded[i].tableHash)
+                #expect(location.codec == encoded[i].codec)
+                #expect(Array(file[Int(location.offset)..<(Int(location.offset) + location.length)]) == encoded[i].bytes)
+            }
+
+            // A fresh storage (no cached descriptors) and reader: each chunk alone by (pack, offset, length).
+            let reader = ChunkReader(storage: LocalPackStorage(root: dir + "/store"))
+            for (i, location) in sealed.chunks.enumerated().reversed() {
+                #expect(try reader.read(location) == payloads[i])
+            }
+
+            // The footer index gives the same locations.
+            #expect(try PackIndexReader.read(sealed.pack, from: storage) == sealed.chunks)
+        }
+    }
+
+    @Test("a writer is reusable after seal; an empty writer refuses to seal; an abandoned one removes its staging file")
+    func writerLifecycle() throws {
+        try withTemporaryDirectory("lifecycle") { dir in
+            let storage = try makeStorage(dir)
+            let writer = PackWriter(storage: storage)
+            #expect(throws: StoreError.self) { try writer.seal() }
+            try writer.append(encode(payloads[1]))
+            let first = try writer.seal()
+            try writer.append(encode(payloads[2]))
+            try writer.append(encode(payloads[3]))
+            let second = try writer.seal()
+            #expect(first.pack != second.pack)
+            #expect(first.chunks.count == 1 && second.chunks.count == 2)
+            #expect(second.chunks[0].offset == UInt64(PackWriter.headerSize))
+            #expect(Set(try storage.list()) == [first.pack, second.pack])
+            #expect(try PackIndexReader.read(second.pack, from: storage) == second.chunks)
+            #expect(try ChunkReader(storage: storage).read(second.chunks[1]) == payloads[3])
+
+            do {
+                let abandoned = PackWriter(storage: storage)
+                try abandoned.append(encode(payloads[4]))
+                #expect(rawNamesAt(dir + "/store/tmp").count == 1)
+            }
+            #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "abandoned writer left its staging file")
+            #expect(Set(try storage.list()) == [first.pack, second.pack])
+
+            // Deleting a pack makes it missing, and reading it then says so.
+            try storage.delete(first.pack)
+            #expect(try storage.size(of: first.pack) == nil)
+            let error = #expect(throws: StoreError.self) { try ChunkReader(storage: storage).read(first.chunks[0]) }
+            #expect(error?.code == .missing)
+            #expect(throws: StoreError.self) { try PackIndexReader.read(first.pack, from: storage) }
+        }
+    }
+
+    @Test("a writer refuses any use after a failed write (disk full)")
+    func refusesUseAfterFailedWrite() throws {
+        try withTemporaryDirectory("full") { dir in
+            let storage = try makeStorage(dir)
+            do {
+                let writer = PackWriter(storage: FullDiskStorage(inner: storage))
+                try writer.append(encode(payloads[1]))
+                let failure = #expect(throws: StoreError.self) { try writer.seal() }
+                #expect(failure?.isNoSpace == true, "ENOSPC should be reported as a full disk: \(String(describing: failure))")
+                let again = #expect(throws: StoreError.self) { try writer.append(encode(payloads[0])) }
+                #expect(again?.code == .invalidArgument)
+                #expect(throws: StoreError.self) { try writer.seal() }
+            }
+            #expect(try storage.list().isEmpty)
+            #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "failed writer left its staging file")
+        }
+    }
+
+    @Test("a writer refuses any use after a failed publish")
+    func refusesUseAfterFailedPublish() throws {
+        try withTemporaryDirectory("publish") { dir in
+            let storage = try makeStorage(dir)
+            let writer = PackWriter(storage: FailingPublishStorage(inner: storage))
+            try writer.append(encode(payloads[2]))
+            #expect(throws: StoreError.self) { try writer.seal() }
+            let again = #expect(throws: StoreError.self) { try writer.append(encode(payloads[0])) }
+            #expect(again?.code == .invalidArgument)
+            #expect(try storage.list().isEmpty)
+        }
+    }
+
+    @Test("partial reads: the block table and each block are verified on their own")
+    func partialReads() throws {
+        try withTemporaryDirectory("partial") { dir in
+            let storage = try makeStorage(dir)
+            let plain = textBytes(2 * ChunkRecord.blockSize, seed: 31) + randomBytes(3 * ChunkRecord.blockSize + 777, seed: 32)
+            let writer = PackWriter(storage: storage)
+            try writer.append(encode(randomBytes(1000, seed: 30)))  // so the chunk does not start right after the header
+            try writer.append(encode(plain))
+            let sealed = try writer.seal()
+            let location = sealed.chunks[1]
+            let reader = ChunkReader(storage: storage)
+
+            let blocks = try reader.blockTable(location)
+            #expect(blocks.count == 6)
+            for block in blocks {
+                let expected = Array(plain[block.rawOffset..<(block.rawOffset + block.rawLength)])
+                #expect(try reader.readBlock(block, of: location) == expected)
+            }
+            #expect(blocks[0].codec == .zstd && blocks[5].codec == .raw)
+
+            // Damage one stored byte of block 3 (raw) and of block 1 (zstd) directly in the pack file.
+            let path = storage.path(of: sealed.pack)
+            var damagedSoFar = Set<Int>()
+            for damagedIndex in [3, 1] {
+                let damaged = blocks[damagedIndex]
+                let at = location.offset + UInt64(damaged.storedOffset + damaged.storedLength / 2)
+                try flipByte(in: path, at: at)
+                damagedSoFar.insert(damagedIndex)
+                let fresh = ChunkReader(storage: LocalPackStorage(root: dir + "/store"))
+                #expect(throws: StoreError.self) { try fresh.readBlock(damaged, of: location) }
+                #expect(throws: StoreError.self) { try fresh.read(location) }
+                // Undamaged blocks still read, and the other chunk is intact.
+                for (i, block) in blocks.enumerated() where !damagedSoFar.contains(i) {
+                    #expect(try fresh.readBlock(block, of: location) == Array(plain[block.rawOffset..<(block.rawOffset + block.rawLength)]))
+                }
+                #expect(try fresh.read(sealed.chunks[0]) == randomBytes(1000, seed: 30))
+            }
+
+            // Damage in the block table is caught before any block is trusted.
+            try flipByte(in: path, at: location.offset + UInt64(ChunkRecord.headerSize + 2 * ChunkRecord.blockEntrySize + 1))
+            let fresh = ChunkReader(storage: LocalPackStorage(root: dir + "/store"))
+            #expect(throws: StoreError.self) { try fresh.blockTable(location) }
+        }
+    }
+
+    @Test("a truncated pack is reported, not misread")
+    func truncatedPack() throws {
+        try withTemporaryDirectory("truncated") { dir in
+            let storage = try makeStorage(dir)
+            let writer = PackWriter(storage: storage)
+            for p in payloads { try writer.append(encode(p)) }
+            let sealed = try writer.seal()
+            let last = sealed.chunks.last!
+            #expect(truncate(storage.path(of: sealed.pack), off_t(last.offset) + off_t(last.length / 2)) == 0)
+            let fresh = LocalPackStorage(root: dir + "/store")
+            #expect(throws: StoreError.self) { try ChunkReader(storage: fresh).read(last) }
+            #expect(throws: StoreError.self) { try PackIndexReader.read(sealed.pack, from: fresh) }
+            #expect(try ChunkReader(storage: fresh).read(sealed.chunks[0]) == payloads[0])
+        }
+    }
+}
+
+func rawNamesAt(_ path: String) -> [[UInt8]] {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return [] }
+    defer { close(fd) }
+    return rawNames(fd)
+}
