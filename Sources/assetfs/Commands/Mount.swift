@@ -23,6 +23,7 @@ struct Mount: ParsableCommand {
     var options: [String] = []
     @Option(help: "Memory for decompressed chunks, e.g. 256M, 1G.") var cacheSize = "256M"
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
+    @Flag(help: .hidden) var syslog = false
 
     func validate() throws {
         if foreground && background { throw ValidationError("choose one of --foreground and --background") }
@@ -56,7 +57,14 @@ struct Mount: ParsableCommand {
             try Daemon.start(arguments: foregroundArguments(path), mountpoint: path, store: store.path, quiet: store.quiet)
             return
         }
-        var logger = Logger(label: "assetfs")
+        var logger: Logger
+        if syslog {
+            // Background daemon: one line per event in syslog/journal; stderr (the log file) keeps crashes.
+            SyslogLogHandler.bootstrap(identifier: "assetfs")
+            logger = Logger(label: "assetfs") { _ in SyslogLogHandler() }
+        } else {
+            logger = Logger(label: "assetfs")
+        }
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let repo = try store.open()
         let fs = AssetFileSystem(repo: repo, cacheBytes: parseSize(cacheSize)!, logger: logger)
@@ -71,7 +79,8 @@ struct Mount: ParsableCommand {
 
     /// The same command for the daemon child: foreground, with every option spelled out.
     func foregroundArguments(_ path: String) -> [String] {
-        var args = ["mount", path, "--foreground", "--store", absolute(store.path), "--cache-size", cacheSize, "--log-level", logLevel]
+        var args = ["mount", path, "--foreground", "--syslog", "--store", absolute(store.path), "--cache-size", cacheSize,
+                    "--log-level", logLevel]
         for o in options { args += ["-o", o] }
         return args
     }

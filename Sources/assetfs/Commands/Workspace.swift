@@ -8,6 +8,7 @@ struct WorkspaceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "workspace",
         abstract: "Writable copy-on-write views over a version; `assetfs commit` turns one into the next version.",
+        discussion: "Example: assetfs workspace create data exp1 --from v3 && assetfs workspace status data/exp1",
         subcommands: [Create.self, List.self, Status.self, Discard.self])
 
     struct Create: ParsableCommand {
