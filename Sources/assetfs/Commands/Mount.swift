@@ -59,9 +59,12 @@ struct Mount: ParsableCommand {
         }
         var logger: Logger
         if syslog {
-            // Background daemon: one line per event in syslog/journal; stderr (the log file) keeps crashes.
+            // Background daemon: each event goes to syslog/journal and to the log file (its stderr), which
+            // also keeps crash messages and works where no syslog daemon runs.
             SyslogLogHandler.bootstrap(identifier: "assetfs")
-            logger = Logger(label: "assetfs") { _ in SyslogLogHandler() }
+            logger = Logger(label: "assetfs") { label in
+                MultiplexLogHandler([StreamLogHandler.standardError(label: label), SyslogLogHandler()])
+            }
         } else {
             logger = Logger(label: "assetfs")
         }
