@@ -31,6 +31,11 @@ final class WorkspaceOverlay: @unchecked Sendable {
         var st = statvfs()
         granularity = statvfs(workspace.directory, &st) == 0 ? max(DeltaFile.blockSize, UInt64(st.f_bsize)) : DeltaFile.blockSize
         try workspace.meta.clearOpenWriters()
+        // Files unlinked while open when a previous daemon stopped: nobody can reach them any more.
+        for node in try workspace.meta.allNodes() where node.nlink == 0 && node.kind != .directory {
+            try workspace.meta.transaction { try workspace.meta.deleteNode(node.ino) }
+            unlink(workspace.deltaPath(node.ino))
+        }
     }
 
     deinit { daemonLock.release() }
@@ -119,7 +124,16 @@ final class WorkspaceOverlay: @unchecked Sendable {
 
     /// Drops one link to `n`; deletes it when no name and no open handle is left.
     func dropLink(_ n: WorkspaceNode) throws {
-        guard var node = try meta.nodeInTransaction(n.ino) else { return }  // An untouched base node: the whiteout is enough.
+        guard var node = try meta.nodeInTransaction(n.ino) else {
+            // An untouched base node: the whiteout hides it; if it is open, keep a nameless row so fstat and
+            // reads through the open handle still find it.
+            if (opens[n.ino] ?? 0) > 0 {
+                var orphan = n
+                orphan.nlink = 0
+                try meta.put(orphan)
+            }
+            return
+        }
         node.nlink = node.kind == .directory ? 0 : max(node.nlink, 1) - 1
         node.ctimeNs = Self.now()
         if node.nlink == 0 && (opens[node.ino] ?? 0) == 0 {
