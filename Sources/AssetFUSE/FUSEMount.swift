@@ -68,12 +68,18 @@ public final class FUSEMount {
         guard fuse_session_mount(session, mountpoint) == 0 else {
             throw MountError(description: "cannot mount on \(mountpoint): check that it is an existing empty directory, that /dev/fuse exists, and that nothing is mounted there (fusermount3 -u \(mountpoint))")
         }
-        raiseReadAhead()
         let stopper = SignalStopper(mountpoint: mountpoint, signals: stopSignals, logger: logger)
         stopper.start()
         logger.info("mounted", metadata: ["mountpoint": "\(mountpoint)", "store": "\(fs.repo.root)"])
         ready()
 
+        // The kernel resets read_ahead_kb when the session answers INIT: raise it once the mount answers.
+        let mountpoint = self.mountpoint, readAhead = options.readAheadKiB
+        let raiser = Thread {
+            for _ in 0..<500 where !MountTable.answersAsFUSE(mountpoint) { usleep(10_000) }
+            FUSEMount.raiseReadAhead(mountpoint, kib: readAhead)
+        }
+        raiser.start()
         let config = fuse_loop_cfg_create()
         fuse_loop_cfg_set_max_threads(config, UInt32(options.threads))
         fuse_loop_cfg_set_clone_fd(config, 0)
@@ -84,16 +90,14 @@ public final class FUSEMount {
         logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)", "status": "\(status)"])
     }
 
-    /// Finds the mount's device in /proc/self/mountinfo (without sending a request to ourselves) and raises its
-    /// bdi read-ahead, so sequential reads arrive as 1 MiB requests.
-    private func raiseReadAhead() {
-        guard geteuid() == 0, options.readAheadKiB > 0,
-              let device = MountTable.device(of: mountpoint) else { return }
-        let path = "/sys/class/bdi/\(device)/read_ahead_kb"
-        let fd = open(path, O_WRONLY)
+    /// Finds the mount's device in /proc/self/mountinfo and raises its bdi read-ahead, so sequential reads
+    /// arrive as 1 MiB requests (root only; a no-op elsewhere).
+    static func raiseReadAhead(_ mountpoint: String, kib: Int) {
+        guard geteuid() == 0, kib > 0, let device = MountTable.device(of: mountpoint) else { return }
+        let fd = open("/sys/class/bdi/\(device)/read_ahead_kb", O_WRONLY)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        let text = "\(options.readAheadKiB)\n"
+        let text = "\(kib)\n"
         _ = text.withCString { write(fd, $0, strlen($0)) }
     }
 }

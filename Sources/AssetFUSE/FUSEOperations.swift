@@ -58,7 +58,10 @@ enum FUSEOperations {
                 let vfs = fs(req)
                 fi!.pointee.fh = try vfs.open(UInt64(ino), flags: fi!.pointee.flags)
                 // Version files never change: keep the page cache across opens.
-                fi!.pointee.keep_cache = vfs.keepsCache(fi!.pointee.fh) ? 1 : 0
+                let immutable = vfs.keepsCache(fi!.pointee.fh)
+                fi!.pointee.keep_cache = immutable ? 1 : 0
+                // Nothing to flush for a version file: spare the kernel a round trip on every close.
+                fi!.pointee.noflush = immutable ? 1 : 0
                 fuse_reply_open(req, fi)
             }
         }

@@ -24,6 +24,7 @@ public struct Exporter {
         let version = try repo.catalog.resolve(ref)
         let tree = VersionTree(catalog: repo.catalog, version: version)
         let start = try tree.lookup(ref.path)
+        try makeParents(destination)
         if mkdir(destination, 0o755) != 0 && errno != EEXIST {
             throw RepositoryError(.failure, "cannot create \(destination): \(String(cString: strerror(errno)))")
         }

@@ -51,13 +51,14 @@ public final class Repository: Sendable {
                 throw RepositoryError(.conflict, "\(root) is not empty and is not an assetfs store (it holds \(existing.count) entries): refusing to write into it; choose an empty or new directory")
             }
         }
-        let oldMask = umask(0o077)  // Store files are owner-only by default.
-        defer { umask(oldMask) }
+        // Store files are owner-only: every directory is made 0700 and every file 0600 explicitly (the process
+        // umask is left alone, since other threads may be creating files of their own meanwhile).
         try makeParents(root)
         try makeDirectory(root)
         let storage = LocalPackStorage(root: root)
         try storage.createLayout()
         let config = StoreConfig(format: StoreConfig.formatName, version: 1, chunker: chunker, createdNs: Clock.nowNanoseconds())
+        try createPrivateFile(root + "/catalog.sqlite")
         let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
         // The marker is written last and atomically: a store without it is not yet a store.
         let encoder = JSONEncoder()
@@ -80,8 +81,6 @@ public final class Repository: Sendable {
         guard config.format == StoreConfig.formatName, config.version == 1 else {
             throw RepositoryError(.failure, "\(root) has store format \(config.format) v\(config.version); this assetfs reads assetfs-store v1")
         }
-        let oldMask = umask(0o077)
-        defer { umask(oldMask) }
         let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
         return Repository(root: root, config: config, storage: LocalPackStorage(root: root), catalog: catalog)
     }
@@ -132,6 +131,13 @@ func makeParents(_ path: String) throws {
             throw RepositoryError(.failure, "cannot create \(prefix): \(String(cString: strerror(errno)))")
         }
     }
+}
+
+/// Creates an empty file with mode 0600 if it does not exist, so SQLite (which copies the database file's
+/// mode to its -wal and -shm files) keeps the catalog private.
+func createPrivateFile(_ path: String) throws {
+    let fd = try FileDescriptor.open(path, O_WRONLY | O_CREAT, mode: 0o600)
+    fd.close()
 }
 
 func readWholeFile(_ path: String) throws -> [UInt8] {

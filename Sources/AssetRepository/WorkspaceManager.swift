@@ -28,10 +28,9 @@ public struct WorkspaceManager {
     /// Opens a workspace's overlay, creating its directory and root node on first use.
     public func open(_ info: WorkspaceInfo) throws -> Workspace {
         let dir = directory(info.id)
-        let oldMask = umask(0o077)
-        defer { umask(oldMask) }
         try makeDirectory(dir)
         try makeDirectory(dir + "/delta")
+        try createPrivateFile(dir + "/meta.sqlite")
         let meta = try WorkspaceMetadata(path: dir + "/meta.sqlite")
         if try meta.node(Workspace.rootInode) == nil {
             let now = Clock.nowNanoseconds()

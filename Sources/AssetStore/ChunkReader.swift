@@ -1,20 +1,22 @@
 /// Reads chunks back from pack storage and proves every byte against its hash before returning it.
 public struct ChunkReader: Sendable {
     public let storage: PackStorage
+    private let decompressors = DecompressorPool()
 
     public init(storage: PackStorage) { self.storage = storage }
 
     /// The whole chunk, verified against its SHA-256.
     public func read(_ location: ChunkLocation) throws -> [UInt8] {
-        var record = [UInt8](repeating: 0, count: location.length)
-        let n = try record.withUnsafeMutableBytes { try storage.read(location.pack, at: location.offset, into: $0) }
-        guard n == location.length else {
+        let record = try uninitializedBytes(location.length) { try storage.read(location.pack, at: location.offset, into: $0) }
+        guard record.count == location.length else {
             throw StoreError.corrupt("chunk \(location.id.short) in pack \(storage.describe(location.pack)): pack is truncated")
         }
         return try record.withUnsafeBytes { raw in
             do {
-                return try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength,
-                                              tableHash: location.tableHash, decompressor: ZstdDecompressor())
+                return try decompressors.withDecompressor { d in
+                    try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength,
+                                           tableHash: location.tableHash, decompressor: d)
+                }
             } catch let error as StoreError {
                 throw StoreError(error.code, "\(error.message) (pack \(storage.describe(location.pack)), offset \(location.offset))")
             }
@@ -40,7 +42,9 @@ public struct ChunkReader: Sendable {
         }
         var out = [UInt8](repeating: 0, count: block.rawLength)
         let ok = n == block.storedLength && stored.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { ChunkRecord.decodeBlock(block, stored: src, into: $0, decompressor: ZstdDecompressor()) }
+            decompressors.withDecompressor { d in
+                out.withUnsafeMutableBytes { ChunkRecord.decodeBlock(block, stored: src, into: $0, decompressor: d) }
+            }
         }
         guard ok, ContentHash.of(out) == block.hash else {
             throw StoreError.corrupt("chunk \(location.id.short) block at \(block.rawOffset) in pack \(storage.describe(location.pack)) is damaged")

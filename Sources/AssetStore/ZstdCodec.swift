@@ -56,3 +56,25 @@ public final class CompressorPool: @unchecked Sendable {
         return try body(compressor)
     }
 }
+
+/// Reuses decompression contexts across reads and threads (one per concurrent reader at most).
+public final class DecompressorPool: @unchecked Sendable {
+    private let lock = Lock()
+    // Protected by `lock`.
+    private var idle: [ZstdDecompressor] = []
+
+    public init() {}
+
+    public func withDecompressor<T>(_ body: (ZstdDecompressor) throws -> T) rethrows -> T {
+        let d = lock.withLock { idle.popLast() } ?? ZstdDecompressor()
+        defer { lock.withLock { idle.append(d) } }
+        return try body(d)
+    }
+}
+
+/// A byte array whose contents the caller overwrites entirely: skips zero-filling large buffers.
+public func uninitializedBytes(_ count: Int, _ fill: (UnsafeMutableRawBufferPointer) throws -> Int) rethrows -> [UInt8] {
+    try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        initialized = try fill(UnsafeMutableRawBufferPointer(buffer))
+    }
+}

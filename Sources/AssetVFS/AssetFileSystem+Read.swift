@@ -23,7 +23,8 @@ extension AssetFileSystem {
         guard case .file(let asset, let version, let path, let entry) = node, let fileID = entry.fileID else {
             throw VFSError.isDirectory
         }
-        let chunks = try catalog.fileChunks(fileID)
+        // Chunk lists are immutable: keep recent ones, so reopening a small file costs no catalog query.
+        let chunks = try chunkLists.value(fileID) { try catalog.fileChunks(fileID) }
         let file = OpenFile(fileID: fileID, size: entry.size, chunks: chunks,
                             path: "\(asset)/v\(version)/\(String(decoding: path, as: UTF8.self))")
         return handles.add(.file(file))

@@ -26,6 +26,7 @@ public final class AssetFileSystem: @unchecked Sendable {
     // Protected by `overlayLock`: open workspace overlays by workspace id.
     var overlays: [Int64: WorkspaceOverlay] = [:]
     let baseFiles = BoundedMemo<Int64, OpenFile>(limit: 1024)
+    let chunkLists = BoundedMemo<Int64, [FileChunk]>(limit: 4096)
 
     public init(repo: Repository, cacheBytes: Int, logger: Logger) {
         self.repo = repo

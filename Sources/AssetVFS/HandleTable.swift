@@ -21,7 +21,8 @@ final class OpenFile: @unchecked Sendable {
     /// Records a read and says whether it continues the previous one.
     func noteRead(offset: UInt64, end: UInt64) -> Bool {
         lock.withLock {
-            let sequential = offset == lastEnd || (offset > lastEnd && offset - lastEnd <= 1 << 20)
+            // Exactly where the last read ended (or a large read from the start): a small jump is random access.
+            let sequential = (offset == lastEnd && offset > 0) || (offset == 0 && end >= 128 << 10)
             lastEnd = end
             return sequential
         }

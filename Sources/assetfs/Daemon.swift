@@ -6,7 +6,7 @@ import Foundation
 enum Daemon {
     static func start(arguments: [String], mountpoint: String, store: String, quiet: Bool) throws {
         let logDir = store + "/logs"
-        try? FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)  // Logging is optional.
+        mkdir(logDir, 0o700)  // Failure shows up below as a missing log file; the mount itself does not need it.
         let logPath = logDir + "/mount.log"
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -14,6 +14,8 @@ enum Daemon {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // The daemon outlives us: it must not hold our pipes open (a caller reading our output would hang).
+        _ = posix_spawn_file_actions_addclosefrom_np(&actions, 3)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -47,3 +49,7 @@ enum Daemon {
         throw RepositoryError(.failure, "the mount on \(mountpoint) did not become ready within 30 s; see \(logPath)")
     }
 }
+
+/// glibc 2.34+; not exported by Swift's Glibc module.
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+func posix_spawn_file_actions_addclosefrom_np(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
