@@ -54,10 +54,47 @@ final class MountGuard: @unchecked Sendable {
     static let shared = MountGuard()
     private let lock = NSLock()
     private var mounts: [String: Int32] = [:]  // mountpoint -> daemon pid (0: not known yet)
+    private var interruptedBy: Int32 = 0
+    /// Mounts under this directory are ours even if not registered (a start racing with an interrupt).
+    private var sweepPrefix: String?
 
-    func add(_ mountpoint: String, pid: Int32 = 0) {
+    func setSweepPrefix(_ prefix: String) {
+        lock.lock(); defer { lock.unlock() }
+        sweepPrefix = prefix
+    }
+
+    /// Registers a mount before it is started; refuses once the run is interrupted, so no new mount can appear
+    /// while the cleanup runs.
+    func add(_ mountpoint: String, pid: Int32 = 0) throws {
+        lock.lock(); defer { lock.unlock() }
+        if interruptedBy != 0 { throw BenchError("interrupted by signal \(interruptedBy)") }
+        mounts[mountpoint] = pid
+    }
+
+    /// The daemon's pid once known (even when interrupted meanwhile: the cleanup then waits for it).
+    func record(_ mountpoint: String, pid: Int32) {
         lock.lock(); defer { lock.unlock() }
         mounts[mountpoint] = pid
+    }
+
+    /// The signal that interrupted the run, 0 if none.
+    var interruption: Int32 {
+        lock.lock(); defer { lock.unlock() }
+        return interruptedBy
+    }
+
+    func checkInterrupted() throws {
+        let s = interruption
+        if s != 0 { throw BenchError("interrupted by signal \(s)") }
+    }
+
+    /// Signal path: no new mounts from now on, and the current ones are aborted and detached so whatever the main
+    /// thread is blocked on fails; the main thread then unwinds and calls releaseAll.
+    func interrupt(_ signal: Int32) {
+        lock.lock()
+        if interruptedBy == 0 { interruptedBy = signal }
+        lock.unlock()
+        abortAll()
     }
 
     func remove(_ mountpoint: String) {
@@ -75,6 +112,14 @@ final class MountGuard: @unchecked Sendable {
         for (mountpoint, pid) in snapshot() {
             Self.takeDown(mountpoint, pid: pid)
             remove(mountpoint)
+        }
+        lock.lock()
+        let prefix = sweepPrefix
+        lock.unlock()
+        if let prefix {
+            for entry in MountTable.entries() where entry.mountpoint.hasPrefix(prefix) {
+                Self.takeDown(entry.mountpoint, pid: 0)
+            }
         }
     }
 
@@ -180,7 +225,8 @@ final class Watchdog: @unchecked Sendable {
     }
 
     /// Runs `body` under a deadline.
-    func guarded<T>(_ seconds: Int, _ what: String, _ body: () throws -> T) rethrows -> T {
+    func guarded<T>(_ seconds: Int, _ what: String, _ body: () throws -> T) throws -> T {
+        try MountGuard.shared.checkInterrupted()
         lock.lock()
         deadline = ContinuousClock.now + .seconds(seconds)
         label = what
@@ -228,14 +274,14 @@ final class AssetfsMountTarget: ReadTarget {
     /// Wall clock of `assetfs mount --background` alone (spawn to exit); readiness is the command's own promise.
     func start() throws -> Double? {
         starts += 1
-        MountGuard.shared.add(mountpoint)
+        try MountGuard.shared.add(mountpoint)
         let result = try Spawn.run(binary, ["mount", mountpoint, "--background", "--store", store, "--cache-size", cacheSize],
                                    runner: runner, label: "assetfs-mount-\(starts)")
         guard let pid = Self.pid(in: result.output) else {
             throw BenchError("cannot find the daemon pid in `assetfs mount` output: \(result.output)")
         }
         daemonPID = pid
-        MountGuard.shared.add(mountpoint, pid: pid)
+        MountGuard.shared.record(mountpoint, pid: pid)
         guard MountTable.isMounted(mountpoint) else { throw BenchError("assetfs mount returned but \(mountpoint) is not mounted") }
         return result.seconds
     }
@@ -273,12 +319,12 @@ final class PeerMountTarget: ReadTarget {
         starts += 1
         let label = "\(name)-mount-\(starts)"
         let errPath = runner.logDirectory + "/" + label + ".err"
-        MountGuard.shared.add(mountpoint)
+        try MountGuard.shared.add(mountpoint)
         let begin = ContinuousClock.now
         let pid = try Spawn.start(executable, arguments, environment: runner.environment,
                                   stdout: runner.logDirectory + "/" + label + ".out", stderr: errPath)
         daemonPID = pid
-        MountGuard.shared.add(mountpoint, pid: pid)
+        MountGuard.shared.record(mountpoint, pid: pid)
         let deadline = begin + .seconds(120)
         while ContinuousClock.now < deadline {
             if let status = Spawn.exited(pid) {

@@ -11,7 +11,7 @@ import Foundation
 ///   1. drop caches, `ls -lR` of the version's tree; open the large files, drop caches, 2000 random 4 KiB preads
 ///      (cold), then the same preads again three times (warm, best kept);
 ///   2. drop caches, `find` of the tree; drop caches, every file read with 1 MiB reads (cold), then three more
-///      times (warm, best kept); the daemon's VmHWM after that.
+///      times (warm, best kept), and three warm passes over the large files alone; the daemon's VmHWM after that.
 /// For assetfs also the mount start (spawn of `assetfs mount --background` to its exit) with the 6 versions of
 /// the data set, then after adding `--tiny-versions` versions of a separate asset: once with caches dropped,
 /// five times warm. Runs as root; every mount is taken down at the end, on error and on SIGINT/SIGTERM/SIGHUP.
@@ -26,9 +26,14 @@ enum ReadBench {
             signal(s, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: s, queue: .global())
             source.setEventHandler {
-                progress("signal \(s): unmounting everything before exiting")
-                MountGuard.shared.releaseAll()
-                exit(128 + s)
+                progress("signal \(s): stopping; every mount is taken down before exiting")
+                MountGuard.shared.interrupt(s)
+                // The main thread normally unwinds within moments; if it does not, clean up from here.
+                DispatchQueue.global().asyncAfter(deadline: .now() + 60) {
+                    progress("the run did not stop within 60 s of the signal: cleaning up and exiting")
+                    MountGuard.shared.releaseAll()
+                    exit(128 + s)
+                }
             }
             source.resume()
             sources.append(source)
@@ -43,7 +48,8 @@ enum ReadBench {
         } catch {
             progress("AssetBench read failed: \(error)")
             MountGuard.shared.releaseAll()
-            return 1
+            let signal = MountGuard.shared.interruption
+            return signal != 0 ? 128 + signal : 1
         }
     }
 
@@ -63,6 +69,7 @@ enum ReadBench {
             progress("unmounting \(entry.mountpoint), left over from an earlier run")
             MountGuard.takeDown(entry.mountpoint, pid: 0)
         }
+        MountGuard.shared.setSweepPrefix(work + "/mnt/")
         for sub in ["src", "store", "borg", "restic", "cache", "logs", "export", "tiny", "mnt"] {
             try FileIO.removeIfPresent(work + "/" + sub)
         }
@@ -77,6 +84,7 @@ enum ReadBench {
                 .joined(separator: " ") ?? "restic",
         ]
         let loadBefore = ReadMeasure.loadAverage()
+        let binaryDescription = describe(binary: assetfs)
 
         // 1. The data set, six versions into each repository.
         let layout = DataSetLayout(scale: options.scale)
@@ -87,6 +95,7 @@ enum ReadBench {
             ResticImporter(binary: restic, repository: work + "/restic"),
         ]
         for v in 1...DataSetLayout.versions {
+            try MountGuard.shared.checkInterrupted()
             var change = "created"
             if v == 1 { try generator.createFirstVersion() } else { change = try generator.advance() }
             progress("v\(v): generated (\(change))")
@@ -145,6 +154,7 @@ enum ReadBench {
         try FileIO.writeWhole(tiny + "/README.txt", Array("a tiny asset, imported once per version\n".utf8))
         let (_, tinySeconds) = try timed {
             for i in 1...options.tinyVersions {
+                try MountGuard.shared.checkInterrupted()
                 try runner.run(assetfs, ["import", "tiny", tiny, "-m", "tiny \(i)", "--store", store, "--quiet"], label: "assetfs-tiny")
                 if i % 200 == 0 { progress("tiny: \(i) versions") }
             }
@@ -181,6 +191,7 @@ enum ReadBench {
                           largeBytes: large.reduce(0) { $0 + $1.size }, randomReads: plan.count, tools: tools,
                           cacheSize: options.cacheSize, machine: "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores",
                           loadBefore: loadBefore, loadAfter: ReadMeasure.loadAverage(), exportSeconds: exportSeconds,
+                          assetfsBinary: binaryDescription,
                           results: results, startFew: startFew, storeVersions: storeVersions, startCold: startCold,
                           startWarm: startWarm)
     }
@@ -215,6 +226,8 @@ enum ReadBench {
             progress("\(name): cold sequential \(fixed(r.coldSequential, 3)) s")
             r.warmSequential = try (0..<warmPasses).map { _ in try ReadMeasure.sequential(root: target.root, files: files) }.min()!
             progress("\(name): warm sequential \(fixed(r.warmSequential, 3)) s")
+            // The same warm passes over the large files only: separates per-file costs from throughput.
+            r.warmLargeSequential = try (0..<warmPasses).map { _ in try ReadMeasure.sequential(root: target.root, files: large) }.min()!
             if let pid = target.daemonPID, let memory = ReadMeasure.memory(of: pid) {
                 r.peakKiB = memory.peakKiB
                 r.currentKiB = memory.currentKiB
@@ -223,6 +236,18 @@ enum ReadBench {
             try target.stop()
         }
         return r
+    }
+
+    /// "PATH (modified 2026-11-28 07:42:16 UTC)".
+    static func describe(binary: String) -> String {
+        var st = stat()
+        guard stat(binary, &st) == 0 else { return binary }
+        var t = st.st_mtim.tv_sec
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        let date = "\(parts.tm_year + 1900)-\(padded(Int(parts.tm_mon) + 1, 2))-\(padded(Int(parts.tm_mday), 2)) "
+            + "\(padded(Int(parts.tm_hour), 2)):\(padded(Int(parts.tm_min), 2)):\(padded(Int(parts.tm_sec), 2)) UTC"
+        return "\(binary) (modified \(date))"
     }
 
     /// The read_ahead_kb the kernel uses for the mount's bdi (nil for the native disk: not a mount of ours).
@@ -251,7 +276,7 @@ struct TargetResult {
     var readAheadKiB: Int?
     var lsSeconds = 0.0, lsLines = 0
     var findSeconds = 0.0, findLines = 0
-    var coldSequential = 0.0, warmSequential = 0.0
+    var coldSequential = 0.0, warmSequential = 0.0, warmLargeSequential = 0.0
     var random: ReadMeasure.RandomResult?
     var peakKiB: Int?, currentKiB: Int?
 }

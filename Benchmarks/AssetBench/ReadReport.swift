@@ -15,6 +15,8 @@ struct ReadReport {
     let loadBefore: String
     let loadAfter: String
     let exportSeconds: Double
+    /// Path and modification time of the assetfs binary (others rebuild it while they work).
+    let assetfsBinary: String
     let results: [String: TargetResult]
     /// `assetfs mount --background` seconds with only the data set's versions in the store.
     let startFew: [Double]
@@ -38,7 +40,7 @@ struct ReadReport {
             + "tree under bench/v\(version). Cold = after `sync; echo 3 > /proc/sys/vm/drop_caches` (the daemons' own "
             + "memory caches are not dropped, so each target's cold random pass and tree walks run in a fresh mount). "
             + "Sequential: every file in path order, 1 MiB read() calls. Warm figures are the best of "
-            + "\(ReadBench.warmPasses) passes. MB = 10^6 bytes.")
+            + "\(ReadBench.warmPasses) passes. MB = 10^6 bytes. assetfs binary: \(assetfsBinary).")
         out += ["", "### Figures", "", figureTable(), "", "### Targets", "", targetTable()]
         return out.joined(separator: "\n")
     }
@@ -51,6 +53,7 @@ struct ReadReport {
         var t = MarkdownTable(["measure"] + Self.order.map(Self.heading))
         t.add(["cold sequential MB/s"] + column { fixed(mbps($0.coldSequential), 0) })
         t.add(["warm sequential MB/s"] + column { fixed(mbps($0.warmSequential), 0) })
+        t.add(["warm sequential MB/s, files >= 1 MiB only"] + column { fixed(Double(largeBytes) / 1e6 / $0.warmLargeSequential, 0) })
         t.add(["random 4 KiB cold IOPS"] + column { $0.random.map { fixed(iops($0.coldSeconds), 0) } ?? "n/a" })
         t.add(["random 4 KiB warm IOPS"] + column { $0.random.map { fixed(iops($0.warmSeconds), 0) } ?? "n/a" })
         t.add(["`ls -lR` s (first walk after mount)"] + column { fixed($0.lsSeconds, 3) })
