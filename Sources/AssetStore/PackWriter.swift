@@ -9,10 +9,15 @@ public final class PackWriter {
     public static let footerEntrySize = 88
     public static let trailerSize = 16
     public static let formatVersion: UInt32 = 1
+    static let header: [UInt8] = {
+        var h = magic
+        h.appendLE(formatVersion)
+        h.appendLE(UInt32(0))
+        return h
+    }()
 
     private let storage: PackStorage
     private var staging: StagingPack?
-    private var hasher = StreamingHasher()
     private var entries: [(ChunkRecord.Encoded, UInt64)] = []
     private var buffer: [UInt8] = []
     private var fileOffset: UInt64 = 0
@@ -42,10 +47,7 @@ public final class PackWriter {
         guard !failed else { throw StoreError(.invalidArgument, "pack writer used after a failed write") }
         if staging == nil {
             staging = try storage.makeStagingPack()
-            var header = PackWriter.magic
-            header.appendLE(Self.formatVersion)
-            header.appendLE(UInt32(0))
-            try write(header)
+            try write(Self.header)
         }
         let offset = fileOffset + UInt64(buffer.count)
         try write(chunk.bytes)
@@ -66,7 +68,6 @@ public final class PackWriter {
             failed = true
             throw error
         }
-        buffer.withUnsafeBytes { hasher.update($0) }
         fileOffset += UInt64(buffer.count)
         buffer.removeAll(keepingCapacity: true)
     }
@@ -92,6 +93,12 @@ public final class PackWriter {
         footer.append(contentsOf: Self.footerMagic)
         try write(footer)
         try flush()
+        // The name is the SHA-256 of the header and the footer index. The index lists every chunk's id (the
+        // SHA-256 of its plain bytes) and table hash (which covers every block's hash), so the name commits
+        // to all content without a second pass over the pack's bytes on the import's serial path.
+        var hasher = StreamingHasher()
+        hasher.update(Self.header)
+        hasher.update(footer)
         let id = hasher.finalize()
         do {
             try storage.publish(staging, as: id)
@@ -107,7 +114,6 @@ public final class PackWriter {
         }
         entries.removeAll()
         fileOffset = 0
-        hasher = StreamingHasher()
         return (id, size, chunks)
     }
 }

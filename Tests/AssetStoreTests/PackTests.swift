@@ -72,7 +72,7 @@ private final class FailingPublishStorage: PackStorage {
 
 @Suite("PackWriter, LocalPackStorage, PackIndexReader, ChunkReader")
 struct PackTests {
-    @Test("a sealed pack is named by the SHA-256 of its bytes and every chunk reads back alone")
+    @Test("a sealed pack is named by the SHA-256 of its header and index, and every chunk reads back alone")
     func writeSealAndReadBack() throws {
         try withTemporaryDirectory("pack") { dir in
             let storage = try makeStorage(dir)
@@ -91,7 +91,10 @@ struct PackTests {
             #expect(path.hasPrefix(dir + "/store/packs/" + String(sealed.pack.hex.prefix(2)) + "/"))
             #expect(path.hasSuffix(sealed.pack.hex + ".pack"))
             let file = try readWhole(path)
-            #expect(ContentHash.of(file) == sealed.pack, "pack name is not the SHA-256 of its bytes")
+            // Format.md: the name is the SHA-256 of the 16-byte header followed by the footer index + trailer.
+            let footerStart = file.count - 16 - payloads.count * PackWriter.footerEntrySize
+            #expect(ContentHash.of(Array(file[0..<16]) + Array(file[footerStart...])) == sealed.pack,
+                    "pack name is not the SHA-256 of its header and footer index")
             #expect(UInt64(file.count) == sealed.size)
             #expect(try storage.size(of: sealed.pack) == sealed.size)
             #expect(Array(file[0..<8]) == PackWriter.magic)
