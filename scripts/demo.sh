@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job, end to end: import three versions of a sample data set, mount, browse history,
-# read a pinned version like a training job would, and clean up.
+# read a pinned version like a training job would, make a new version through a workspace, clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -49,6 +49,19 @@ rows = sum(1 for p in sorted(glob.glob(f"{root}/shards/*.csv")) for _ in open(p)
 digest = hashlib.sha256(np.ascontiguousarray(emb).tobytes()).hexdigest()[:16]
 print(f"pinned {root}: embeddings {emb.shape} sha256 {digest}, {rows} CSV lines")
 PY
+
+run "$bin" workspace create data exp1 --from v3
+ws="$mnt/data/workspaces/exp1"
+step "edit the workspace with plain shell and Python"
+echo "id,feature_a,feature_b,label" > "$ws/shards/0000.csv"           # drop every row of one shard
+python3 -c "import numpy as np; np.save('$ws/arrays/extra.npy', np.arange(1000, dtype=np.float32))"
+rm "$ws/labels.json"
+run "$bin" workspace status data/exp1
+run "$bin" commit data/exp1 -m "drop shard 0, add extra.npy" --tag candidate
+run ls "$mnt/data"
+run readlink "$mnt/data/candidate"
+run "$bin" diff data@v3 data@candidate
+run "$bin" log data
 
 run "$bin" umount "$mnt"
 echo

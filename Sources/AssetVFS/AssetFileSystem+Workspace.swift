@@ -11,10 +11,15 @@ extension AssetFileSystem {
         if let existing = overlayLock.withLock({ overlays[id] }) { return existing }
         guard let info = try catalog.workspaces(asset: nil).first(where: { $0.id == id }) else { throw VFSError.notFound }
         let workspace = try WorkspaceManager(repo: repo).open(info)
-        let overlay = try WorkspaceOverlay(workspace: workspace) { [weak self] fileID, offset, count in
+        let overlay = try WorkspaceOverlay(workspace: workspace, readBase: { [weak self] fileID, offset, count in
             guard let self else { throw VFSError.io }
             return try self.readStored(fileID, offset: offset, count: count)
-        }
+        }, locate: { [weak self] local in
+            guard let self,
+                  case .workspace(_, _, let parent, let name)? = self.nodes.node(InodeNumber.of(.workspaceNode(workspace: id, local: local)))
+            else { return nil }
+            return (try self.resolveWorkspace(id, local, parent: parent, name: name), parent, name)
+        })
         return overlayLock.withLock {
             if let raced = overlays[id] { return raced }
             overlays[id] = overlay

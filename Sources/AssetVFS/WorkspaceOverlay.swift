@@ -24,9 +24,15 @@ final class WorkspaceOverlay: @unchecked Sendable {
     var opens: [UInt64: Int] = [:]
     let granularity: UInt64
 
-    init(workspace: Workspace, readBase: @escaping (Int64, UInt64, Int) throws -> [UInt8]) throws {
+    /// Where the kernel saw a workspace inode: its current node, its parent's inode and its name there.
+    /// Supplied by the mount (which records each lookup); used to persist untouched ancestors of a change.
+    let locate: (UInt64) throws -> (node: WorkspaceNode, parent: UInt64, name: [UInt8])?
+
+    init(workspace: Workspace, readBase: @escaping (Int64, UInt64, Int) throws -> [UInt8],
+         locate: @escaping (UInt64) throws -> (node: WorkspaceNode, parent: UInt64, name: [UInt8])?) throws {
         self.workspace = workspace
         self.readBase = readBase
+        self.locate = locate
         daemonLock = try WorkspaceLocks.daemon(workspace.directory)
         var st = statvfs()
         granularity = statvfs(workspace.directory, &st) == 0 ? max(DeltaFile.blockSize, UInt64(st.f_bsize)) : DeltaFile.blockSize
@@ -81,9 +87,12 @@ final class WorkspaceOverlay: @unchecked Sendable {
     }
 
     /// Persists a node (and, recursively, the directories above it) so it can be changed or moved. Must run
-    /// inside `change`. `path` lists (parent ino, name) pairs from the root down to the node.
+    /// inside `change`; `parent` and `name` say where the node is.
     func materialize(_ n: WorkspaceNode, parent: UInt64, name: [UInt8]) throws -> WorkspaceNode {
         if let persisted = try meta.nodeInTransaction(n.ino) { return persisted }
+        // Commit and status walk down from the root through persisted directories only: every directory
+        // above a change must be persisted too, or the change would be invisible to them.
+        try ensurePersisted(parent)
         var node = n
         if node.kind == .directory {
             node.nlink = UInt32(2 + (try node.baseTreeID.map { try workspace.repo.catalog.subdirectoryCount(of: $0) } ?? 0))
@@ -91,6 +100,14 @@ final class WorkspaceOverlay: @unchecked Sendable {
         try meta.put(node)
         try meta.setDirent(parent: parent, name: name, child: node.ino)
         return node
+    }
+
+    /// Persists the directory `ino` (and its ancestors) if it is still an untouched base directory.
+    func ensurePersisted(_ ino: UInt64) throws {
+        if ino == Workspace.rootInode { return }
+        if try meta.nodeInTransaction(ino) != nil { return }
+        guard let seen = try locate(ino) else { throw VFSError.notFound }
+        _ = try materialize(seen.node, parent: seen.parent, name: seen.name)
     }
 
     func requireDirectory(_ dir: WorkspaceNode) throws {
