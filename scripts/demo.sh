@@ -64,5 +64,11 @@ run "$bin" diff data@v3 data@candidate
 run "$bin" log data
 
 run "$bin" umount "$mnt"
+
+# The same uses, as the checked examples in mount-examples/ (each makes its own store and mount).
+for example in training history new-version; do
+    step "bash mount-examples/$example/run.sh"
+    bash "mount-examples/$example/run.sh" "$bin" 2>/dev/null | tail -4
+done
 echo
 echo "demo: done (store and mount were in $work, now removed)"
