@@ -8,7 +8,7 @@ import Glibc
 
 extension AssetFileSystem {
     /// Chunks read ahead of a sequential reader, so decompression and verification overlap the kernel's copy.
-    static let prefetchDepth = 3
+    static let prefetchDepth = 6
     /// Reads smaller than this that do not continue the previous read fetch single 64 KiB blocks, not chunks.
     static let smallRead = 64 << 10
 

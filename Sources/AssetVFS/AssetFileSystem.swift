@@ -242,6 +242,9 @@ public final class AssetFileSystem: @unchecked Sendable {
     }
 
     public func extendedAttribute(_ inode: UInt64, name: String) throws -> [UInt8] {
+        // Only the user namespace exists here. ENOTSUP (not ENODATA) lets tools like `ls -l` remember that
+        // this file system has no SELinux labels or ACLs instead of asking again for every file.
+        guard name.hasPrefix("user.") else { throw VFSError(EOPNOTSUPP) }
         switch (nodes.node(inode), name) {
         case (.file(_, _, _, let e)?, Self.sha256Attribute):
             return Array(try catalog.file(e.fileID ?? -1).hash.hex.utf8)
