@@ -134,7 +134,8 @@ enum FUSEOperations {
 
     fileprivate static func readDirectory(_ req: fuse_req_t?, size: Int, offset: off_t, handle: UInt64, plus: Bool) throws {
         let vfs = fs(req)
-        let items = try vfs.readDirectory(handle, from: Int(offset))
+        // A dirent takes at least 24 bytes (plain) or 152 (plus, with its attributes) plus its name.
+        let items = try vfs.readDirectory(handle, from: Int(offset), limit: max(1, size / (plus ? 152 : 24)))
         var buffer = [CChar](repeating: 0, count: size)
         var used = 0
         try buffer.withUnsafeMutableBufferPointer { buf in

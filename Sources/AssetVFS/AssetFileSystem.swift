@@ -207,11 +207,12 @@ public final class AssetFileSystem: @unchecked Sendable {
         return handles.add(.directory(items))
     }
 
-    /// Entries from `offset` on; each carries its attributes for readdirplus.
-    public func readDirectory(_ handle: UInt64, from offset: Int) throws -> [DirectoryItem] {
+    /// At most `limit` entries from `offset` on; each carries its attributes for readdirplus. The limit keeps
+    /// listing a 100,000-entry directory linear: only what can fit in one kernel buffer is computed.
+    public func readDirectory(_ handle: UInt64, from offset: Int, limit: Int) throws -> [DirectoryItem] {
         guard case .directory(let items)? = handles.get(handle) else { throw VFSError.badHandle }
-        guard offset < items.count else { return [] }
-        return try items[offset...].map { DirectoryItem(name: $0.name, entry: try entry(for: $0.node)) }
+        guard offset < items.count, limit > 0 else { return [] }
+        return try items[offset..<min(items.count, offset + limit)].map { DirectoryItem(name: $0.name, entry: try entry(for: $0.node)) }
     }
 
     /// The kernel now holds a reference to the entry at `index` (readdirplus): count it like a lookup.
