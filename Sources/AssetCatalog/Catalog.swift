@@ -38,9 +38,8 @@ public protocol Catalog: AnyObject, Sendable {
     func workspaces(asset: String?) throws -> [WorkspaceInfo]
     func workspace(asset: String, name: String) throws -> WorkspaceInfo?
     func deleteWorkspace(id: Int64, user: String, reason: String) throws
-    /// After `commit --keep`: the workspace now sits on `version` (its overlay still describes changes
-    /// relative to its original base tree, which stays a gc root).
-    func setWorkspaceBase(id: Int64, version: Int) throws
+    /// After `commit --keep`: the workspace now sits on `version`, whose root tree is `treeID`.
+    func setWorkspaceBase(id: Int64, version: Int, treeID: Int64) throws
 
     // Maintenance
     func statistics() throws -> StoreStatistics

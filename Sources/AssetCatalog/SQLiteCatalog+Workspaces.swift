@@ -61,9 +61,10 @@ extension SQLiteCatalog {
         }
     }
 
-    public func setWorkspaceBase(id: Int64, version: Int) throws {
+    public func setWorkspaceBase(id: Int64, version: Int, treeID: Int64) throws {
         try locked { db in
-            try db.run("UPDATE workspaces SET base_version = ? WHERE id = ?", [.int(Int64(version)), .int(id)])
+            try db.run("UPDATE workspaces SET base_version = ?, base_tree_id = ? WHERE id = ?",
+                       [.int(Int64(version)), .int(treeID), .int(id)])
         }
     }
 }

@@ -117,6 +117,11 @@ public final class WorkspaceMetadata: @unchecked Sendable {
         try db.run("DELETE FROM xattrs WHERE ino = ?", [.int(Int64(bitPattern: ino))])
     }
 
+    /// Forgets every change (inside a transaction): the overlay becomes empty.
+    public func reset() throws {
+        try db.execute("DELETE FROM nodes; DELETE FROM dirents; DELETE FROM xattrs;")
+    }
+
     /// In a transaction: the node row, read without taking the lock again.
     public func nodeInTransaction(_ ino: UInt64) throws -> WorkspaceNode? {
         try db.first(Self.nodeColumns + " WHERE ino = ?", [.int(Int64(bitPattern: ino))], Self.nodeRow)

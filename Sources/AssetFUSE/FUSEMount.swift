@@ -73,10 +73,12 @@ public final class FUSEMount {
         logger.info("mounted", metadata: ["mountpoint": "\(mountpoint)", "store": "\(fs.repo.root)"])
         ready()
 
-        // The kernel resets read_ahead_kb when the session answers INIT: raise it once the mount answers.
+        // The kernel resets read_ahead_kb when the session answers INIT, the first request the loop serves.
+        // Raise it a little later, without any system call into our own mount: a thread blocked on its own
+        // mount when the daemon is killed would keep the mount (and the process) from ever going away.
         let mountpoint = self.mountpoint, readAhead = options.readAheadKiB
         let raiser = Thread {
-            for _ in 0..<500 where !MountTable.answersAsFUSE(mountpoint) { usleep(10_000) }
+            usleep(300_000)
             FUSEMount.raiseReadAhead(mountpoint, kib: readAhead)
         }
         raiser.start()

@@ -78,7 +78,9 @@ public final class Workspace: @unchecked Sendable {
         guard node.kind == .file, node.hasDelta else { return node.size }
         var st = stat()
         guard stat(deltaPath(node.ino), &st) == 0 else {
-            throw RepositoryError(.corruption, "workspace delta \(deltaPath(node.ino)) is missing")
+            // Committed and discarded (or rebased) while still open: the size recorded at the last flush is
+            // the file's final size.
+            return node.size
         }
         return UInt64(st.st_size)
     }

@@ -63,13 +63,15 @@ public struct WorkspaceCommitter {
                                      meta: meta, tag: options.tag)
             return try w.createVersion(asset: info.asset, version, user: options.author)
         }
-        if options.keep {
-            try repo.catalog.setWorkspaceBase(id: info.id, version: number)
-        } else {
-            try WorkspaceManager(repo: repo).discard(info, user: options.author, reason: "commit-workspace")
-        }
         guard let version = try repo.catalog.version(of: info.asset, number: number) else {
             throw RepositoryError(.failure, "internal error: v\(number) vanished after commit")
+        }
+        // The version is complete here. A crash below leaves a workspace that still shows the right content
+        // (its old base plus its changes); at worst the next commit asks for --allow-diverge.
+        if options.keep {
+            try WorkspaceManager(repo: repo).rebase(workspace, onto: version)
+        } else {
+            try WorkspaceManager(repo: repo).discard(info, user: options.author, reason: "commit-workspace")
         }
         return version
     }

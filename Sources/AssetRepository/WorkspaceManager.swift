@@ -35,8 +35,10 @@ public struct WorkspaceManager {
         if try meta.node(Workspace.rootInode) == nil {
             let now = Clock.nowNanoseconds()
             try meta.transaction {
+                let subdirectories = try repo.catalog.subdirectoryCount(of: info.baseTreeID)
                 try meta.put(WorkspaceNode(ino: Workspace.rootInode, kind: .directory, mode: 0o755, uid: getuid(), gid: getgid(),
-                                           mtimeNs: now, ctimeNs: now, size: 0, baseTreeID: info.baseTreeID, nlink: 2))
+                                           mtimeNs: now, ctimeNs: now, size: 0, baseTreeID: info.baseTreeID,
+                                           nlink: UInt32(2 + subdirectories)))
             }
         }
         return Workspace(info: info, directory: dir, meta: meta, repo: repo)
@@ -52,6 +54,23 @@ public struct WorkspaceManager {
             throw RepositoryError(.notFound, "no workspace \(spec) (`assetfs workspace list` shows them)")
         }
         return info
+    }
+
+    /// After `commit --keep`: the overlay's changes are now in `version`, so start over on top of it (an
+    /// empty overlay on the new tree). Runs under the workspace's exclusive lock, with no file open for writing.
+    func rebase(_ workspace: Workspace, onto version: VersionInfo) throws {
+        let meta = workspace.meta
+        let old = try meta.allNodes()
+        let root = try workspace.root()
+        try meta.transaction {
+            try meta.reset()
+            var fresh = root
+            fresh.baseTreeID = version.rootTreeID
+            fresh.nlink = UInt32(2 + (try repo.catalog.subdirectoryCount(of: version.rootTreeID)))
+            try meta.put(fresh)
+        }
+        for node in old where node.hasDelta { unlink(workspace.deltaPath(node.ino)) }
+        try repo.catalog.setWorkspaceBase(id: workspace.info.id, version: version.number, treeID: version.rootTreeID)
     }
 
     public func discard(_ info: WorkspaceInfo, user: String = currentUserName(), reason: String = "discard-workspace") throws {
