@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Workspace write and commit benchmark (issue targets as ratios measured in one run).
-# usage: bash Benchmarks/workspace-bench.sh [WORK_DIR] [SIZE_MIB]
+# usage: [ASSETFS_BIN=path] bash Benchmarks/workspace-bench.sh [WORK_DIR] [SIZE_MIB]
 # Builds assetfs in release mode, then prints a markdown table. Runs as root (FUSE mount).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-/tmp/assetfs-wsbench}"
 mib="${2:-1024}"
-swift build -c release --product assetfs >/dev/null
-bin="$(swift build -c release --show-bin-path)/assetfs"
+# ASSETFS_BIN: use this binary instead of building one.
+if [ -n "${ASSETFS_BIN:-}" ]; then
+    bin="$ASSETFS_BIN"
+else
+    swift build -c release --product assetfs >/dev/null
+    bin="$(swift build -c release --show-bin-path)/assetfs"
+fi
 rm -rf "$work"
 mkdir -p "$work/src" "$work/mnt" "$work/many"
 export ASSETFS_STORE="$work/store"
