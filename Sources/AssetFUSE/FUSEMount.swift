@@ -78,7 +78,7 @@ public final class FUSEMount {
         // mount when the daemon is killed would keep the mount (and the process) from ever going away.
         let mountpoint = self.mountpoint, readAhead = options.readAheadKiB
         let raiser = Thread {
-            usleep(300_000)
+            usleep(50_000)
             FUSEMount.raiseReadAhead(mountpoint, kib: readAhead)
         }
         raiser.start()

@@ -43,7 +43,7 @@ enum Daemon {
                 if !quiet { print("mounted \(mountpoint) (pid \(pid), log \(logPath))") } else { print(pid) }
                 return
             }
-            usleep(20_000)
+            usleep(5_000)
         }
         kill(pid, SIGTERM)
         throw RepositoryError(.failure, "the mount on \(mountpoint) did not become ready within 30 s; see \(logPath)")

@@ -58,8 +58,9 @@ struct Mount: ParsableCommand {
             return
         }
         // glibc gives each busy thread its own arena; with 16 FUSE threads that is ~100 MiB of memory held
-        // beyond the cache. Two arenas keep the daemon within --cache-size plus a small constant.
-        _ = mallopt(-8 /* M_ARENA_MAX */, 2)
+        // beyond the cache. One arena keeps the daemon within --cache-size plus a small constant; the
+        // allocations here are few and large, so the shared arena's lock costs little.
+        _ = mallopt(-8 /* M_ARENA_MAX */, 1)
         var logger: Logger
         if syslog {
             // Background daemon: each event goes to syslog/journal and to the log file (its stderr), which
