@@ -51,25 +51,5 @@ public enum Unmount {
         return run(["/usr/bin/fusermount3", "-u", mountpoint]) == 0
     }
 
-    /// Spawns a helper with an empty signal mask and default handlers, and waits for it.
-    static func run(_ argv: [String]) -> Int32 {
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid = pid_t()
-        guard posix_spawn(&pid, argv[0], nil, &attr, cargs, environ) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        return status
-    }
+    static func run(_ argv: [String]) -> Int32 { ChildProcess.run(argv) }
 }
