@@ -66,6 +66,8 @@ extension WorkspaceOverlay {
                 target.nlink += 1
             }
             if source.ino == target.ino {
+                // One directory: `target` is the copy that saw a replaced subdirectory's link go away.
+                source.nlink = target.nlink
                 try touch(&source)
             } else {
                 try touch(&source)
