@@ -72,16 +72,13 @@ public final class FUSEMount {
         guard fuse_session_mount(session, mountpoint) == 0 else {
             throw MountError(description: "cannot mount on \(mountpoint): check that it is an existing empty directory, that /dev/fuse exists, and that nothing is mounted there (fusermount3 -u \(mountpoint))")
         }
-        var guardPID: pid_t?
         if let guardCommand = options.guardCommand, let device = MountTable.device(of: mountpoint) {
             var guardOptions = ChildProcess.Options()
             guardOptions.input = "/dev/null"
             guardOptions.newSession = true
             guardOptions.closeInherited = true
-            if case .success(let pid) = ChildProcess.start(guardCommand + ["\(getpid())", device], guardOptions) { guardPID = pid }
+            _ = ChildProcess.start(guardCommand + ["\(getpid())", device], guardOptions)
         }
-        // A clean exit unmounts by itself: the guard is only for a daemon that dies.
-        defer { if let guardPID { kill(guardPID, SIGTERM) } }
         let stopper = SignalStopper(mountpoint: mountpoint, signals: stopSignals, logger: logger)
         stopper.start()
         logger.info("mounted", metadata: ["mountpoint": "\(mountpoint)", "store": "\(fs.repo.root)"])
@@ -124,12 +121,7 @@ public enum MountGuard {
     public static func watch(daemon pid: pid_t, mountpoint: String, device: String) {
         while alive(pid) { usleep(200_000) }
         usleep(500_000)  // Give fusermount3's own auto_unmount the first chance.
-        // Only a dead connection is ours to remove: statfs on it fails with ENOTCONN at once, while a mount
-        // that answers (a new daemon that reused the device number) is left alone.
-        var fs = statfs()
-        if MountTable.device(of: mountpoint) == device, statfs(mountpoint, &fs) != 0, errno == ENOTCONN {
-            Unmount.detach(mountpoint)
-        }
+        if MountTable.device(of: mountpoint) == device { Unmount.detach(mountpoint) }
     }
 
     /// Running (a zombie nobody reaps counts as gone; containers often have no reaping init).

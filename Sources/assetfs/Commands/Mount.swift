@@ -79,7 +79,7 @@ struct Mount: ParsableCommand {
             var mountOptions = try parsedOptions()
             mountOptions.source = "assetfs:" + repo.root
             let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-            mountOptions.guardCommand = [executable, "daemon-watch", path]
+            mountOptions.guardCommand = [executable, "mount-guard", path]
             try FUSEMount(fs: fs, mountpoint: path, options: mountOptions, logger: logger).run()
         } catch let error as MountError {
             throw RepositoryError(.failure, error.description)
@@ -137,7 +137,7 @@ struct Umount: ParsableCommand {
 
 /// Internal: started by the mount daemon; detaches its mount if the daemon dies without unmounting.
 struct MountGuardCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "daemon-watch", abstract: "(internal) unmount after a killed daemon.",
+    static let configuration = CommandConfiguration(commandName: "mount-guard", abstract: "(internal) unmount after a killed daemon.",
                                                     shouldDisplay: false)
     @Argument var mountpoint: String
     @Argument var pid: Int32
