@@ -12,10 +12,6 @@ public struct MountOptions: Sendable {
     public var readAheadKiB = 1024
     /// Shown as the mount's source in /proc/mounts, so tools can tell which store a mount serves.
     public var source = "assetfs"
-    /// A command to start as a guard once mounted, with the daemon's pid and the mount's device appended.
-    /// It detaches the mount if the daemon dies and libfuse's auto_unmount helper did not (a rare race when
-    /// the daemon is killed right after mounting).
-    public var guardCommand: [String]?
     public init() {}
 
     /// `nosuid,nodev` always; `default_permissions` with `allow_other` so the kernel enforces file modes;
@@ -72,13 +68,6 @@ public final class FUSEMount {
         guard fuse_session_mount(session, mountpoint) == 0 else {
             throw MountError(description: "cannot mount on \(mountpoint): check that it is an existing empty directory, that /dev/fuse exists, and that nothing is mounted there (fusermount3 -u \(mountpoint))")
         }
-        if let guardCommand = options.guardCommand, let device = MountTable.device(of: mountpoint) {
-            var guardOptions = ChildProcess.Options()
-            guardOptions.input = "/dev/null"
-            guardOptions.newSession = true
-            guardOptions.closeInherited = true
-            _ = ChildProcess.start(guardCommand + ["\(getpid())", device], guardOptions)
-        }
         let stopper = SignalStopper(mountpoint: mountpoint, signals: stopSignals, logger: logger)
         stopper.start()
         logger.info("mounted", metadata: ["mountpoint": "\(mountpoint)", "store": "\(fs.repo.root)"])
@@ -112,24 +101,6 @@ public final class FUSEMount {
         defer { close(fd) }
         let text = "\(kib)\n"
         _ = text.withCString { write(fd, $0, strlen($0)) }
-    }
-}
-
-/// The mount guard's loop: waits for the daemon to exit, then detaches the mount if the same device is
-/// still mounted there (auto_unmount normally did it already).
-public enum MountGuard {
-    public static func watch(daemon pid: pid_t, mountpoint: String, device: String) {
-        while alive(pid) { usleep(200_000) }
-        usleep(500_000)  // Give fusermount3's own auto_unmount the first chance.
-        if MountTable.device(of: mountpoint) == device { Unmount.detach(mountpoint) }
-    }
-
-    /// Running (a zombie nobody reaps counts as gone; containers often have no reaping init).
-    static func alive(_ pid: pid_t) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
-        return state != "Z" && state != "X"
     }
 }
 

@@ -78,8 +78,6 @@ struct Mount: ParsableCommand {
         do {
             var mountOptions = try parsedOptions()
             mountOptions.source = "assetfs:" + repo.root
-            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-            mountOptions.guardCommand = [executable, "mount-guard", path]
             try FUSEMount(fs: fs, mountpoint: path, options: mountOptions, logger: logger).run()
         } catch let error as MountError {
             throw RepositoryError(.failure, error.description)
@@ -132,18 +130,5 @@ struct Umount: ParsableCommand {
         if !ok {
             throw RepositoryError(.failure, "cannot unmount \(path): it is busy (a process has a file open or its working directory inside); close it, or use `assetfs umount --lazy \(path)`")
         }
-    }
-}
-
-/// Internal: started by the mount daemon; detaches its mount if the daemon dies without unmounting.
-struct MountGuardCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mount-guard", abstract: "(internal) unmount after a killed daemon.",
-                                                    shouldDisplay: false)
-    @Argument var mountpoint: String
-    @Argument var pid: Int32
-    @Argument var device: String
-
-    func run() throws {
-        MountGuard.watch(daemon: pid, mountpoint: mountpoint, device: device)
     }
 }
