@@ -50,10 +50,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], path: "Benchmarks/AssetBench"),
 
-        .testTarget(name: "AssetStoreTests", dependencies: ["AssetStore"]),
-        .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog"]),
-        .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["AssetStore"]),
+        // Helpers shared by the test targets below (temporary stores, deterministic bytes, byte flips).
+        .target(name: "AssetTestSupport", path: "Tests/AssetTestSupport"),
+        .testTarget(name: "AssetStoreTests", dependencies: ["AssetStore", "AssetTestSupport"]),
+        .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog", "AssetTestSupport"]),
+        .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository", "AssetTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore"]),
         .testTarget(name: "WorkspaceTests", dependencies: ["AssetStore"]),
         .testTarget(name: "ExamplesTests", dependencies: ["AssetStore"]),

@@ -1,3 +1,4 @@
+import AssetTestSupport
 import AssetCatalog
 import Testing
 

@@ -1,3 +1,4 @@
+import AssetTestSupport
 import AssetStore
 import Foundation
 import Testing

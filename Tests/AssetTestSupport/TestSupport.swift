@@ -1,16 +1,17 @@
 import Foundation
-import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
+/// Helpers shared by the unit, catalog, repository and CLI test targets.
+
 /// A small deterministic generator (a 64-bit LCG with an output mixer), so every test buffer is reproducible.
-struct TestRandom: RandomNumberGenerator {
+public struct TestRandom: RandomNumberGenerator {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed &* 0x2545_F491_4F6C_DD1D &+ 0x1234_5678 }
+    public init(seed: UInt64) { state = seed &* 0x2545_F491_4F6C_DD1D &+ 0x1234_5678 }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
         var z = state
         z ^= z >> 33
@@ -22,7 +23,7 @@ struct TestRandom: RandomNumberGenerator {
 }
 
 /// `count` pseudo-random bytes, the same for the same seed.
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+public func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var generator = TestRandom(seed: seed)
     var out = [UInt8](repeating: 0, count: count)
     out.withUnsafeMutableBytes { raw in
@@ -34,7 +35,7 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 }
 
 /// Compressible, CSV-like text of exactly `count` bytes.
-func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+public func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var generator = TestRandom(seed: seed)
     var out = [UInt8]()
     out.reserveCapacity(count + 64)
@@ -48,8 +49,8 @@ func textBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 }
 
 /// Creates a private temporary directory, runs `body` with its path, and removes it afterwards.
-func withTemporaryDirectory<T>(_ label: String = "store", _ body: (String) throws -> T) throws -> T {
-    var template = Array("/tmp/assetfs-clitests-\(label)-XXXXXX".utf8CString)
+public func withTemporaryDirectory<T>(_ label: String = "store", _ body: (String) throws -> T) throws -> T {
+    var template = Array("/tmp/assetfs-tests-\(label)-XXXXXX".utf8CString)
     let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
     guard made != nil else { throw TestFailure("mkdtemp failed: \(String(cString: strerror(errno)))") }
     let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -57,13 +58,13 @@ func withTemporaryDirectory<T>(_ label: String = "store", _ body: (String) throw
     return try body(path)
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Removes a directory tree without following symlinks; names are handled as raw bytes.
-func removeTree(_ path: String) {
+public func removeTree(_ path: String) {
     let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
     if fd < 0 {
         unlink(path)
@@ -90,7 +91,7 @@ private func removeContents(_ fd: Int32) {
 }
 
 /// The names in a directory as raw bytes, without "." and "..".
-func rawNames(_ fd: Int32) -> [[UInt8]] {
+public func rawNames(_ fd: Int32) -> [[UInt8]] {
     let copy = dup(fd)
     guard copy >= 0, let dir = fdopendir(copy) else { return [] }
     defer { closedir(dir) }
@@ -105,13 +106,13 @@ func rawNames(_ fd: Int32) -> [[UInt8]] {
     return names
 }
 
-func readWhole(_ path: String) throws -> [UInt8] {
+public func readWhole(_ path: String) throws -> [UInt8] {
     guard let data = FileManager.default.contents(atPath: path) else { throw TestFailure("cannot read \(path)") }
     return [UInt8](data)
 }
 
 /// Overwrites one byte of a file in place with its bitwise complement.
-func flipByte(in path: String, at offset: UInt64) throws {
+public func flipByte(in path: String, at offset: UInt64) throws {
     let fd = open(path, O_RDWR | O_CLOEXEC)
     guard fd >= 0 else { throw TestFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
     defer { close(fd) }
@@ -122,7 +123,7 @@ func flipByte(in path: String, at offset: UInt64) throws {
 }
 
 /// Files (not directories) directly or indirectly below `path`.
-func regularFiles(under path: String) -> [String] {
+public func regularFiles(under path: String) -> [String] {
     guard let walker = FileManager.default.enumerator(atPath: path) else { return [] }
     var out: [String] = []
     while let item = walker.nextObject() as? String {
@@ -130,4 +131,20 @@ func regularFiles(under path: String) -> [String] {
         if lstat(path + "/" + item, &st) == 0, st.st_mode & S_IFMT == S_IFREG { out.append(path + "/" + item) }
     }
     return out.sorted()
+}
+
+/// Runs the sqlite3 command-line shell on `database` with one SQL text; returns its exit status and output.
+public func sqlite3CLI(_ database: String, _ sql: String) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+    process.arguments = ["-batch", database, sql]
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }
