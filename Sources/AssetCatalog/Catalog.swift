@@ -72,4 +72,6 @@ public protocol CatalogWriter {
     func createVersion(asset: String, _ version: NewVersion, user: String) throws -> Int
     func latestVersionNumber(asset: String) throws -> Int?
     func replaceStatCache(asset: String, entries: [(path: [UInt8], entry: StatCacheEntry)]) throws
+    /// Removes a workspace's registry row (with an audit row), e.g. in the same transaction as its commit.
+    func removeWorkspace(id: Int64, user: String, reason: String) throws
 }

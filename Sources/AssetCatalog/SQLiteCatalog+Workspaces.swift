@@ -49,16 +49,7 @@ extension SQLiteCatalog {
     }
 
     public func deleteWorkspace(id: Int64, user: String, reason: String) throws {
-        try locked { db in
-            try db.transaction {
-                guard let ws = try db.first(Self.workspaceColumns + " WHERE w.id = ?", [.int(id)], Self.workspaceRow) else {
-                    throw CatalogError(.notFound, "workspace \(id) does not exist")
-                }
-                try db.run("DELETE FROM workspaces WHERE id = ?", [.int(id)])
-                try appendAudit(db, user: user, action: reason, asset: ws.asset, subject: ws.name, from: "v\(ws.baseVersion)",
-                                to: nil, detail: "")
-            }
-        }
+        try locked { db in try db.transaction { try SQLiteCatalogWriter(db: db).removeWorkspace(id: id, user: user, reason: reason) } }
     }
 
     public func setWorkspaceBase(id: Int64, version: Int, treeID: Int64) throws {

@@ -108,6 +108,17 @@ struct SQLiteCatalogWriter: CatalogWriter {
     }
 }
 
+extension SQLiteCatalogWriter {
+    func removeWorkspace(id: Int64, user: String, reason: String) throws {
+        guard let ws = try db.first(SQLiteCatalog.workspaceColumns + " WHERE w.id = ?", [.int(id)], SQLiteCatalog.workspaceRow) else {
+            throw CatalogError(.notFound, "workspace \(id) does not exist")
+        }
+        try db.run("DELETE FROM workspaces WHERE id = ?", [.int(id)])
+        try appendAudit(db, user: user, action: reason, asset: ws.asset, subject: ws.name, from: "v\(ws.baseVersion)",
+                        to: nil, detail: "")
+    }
+}
+
 /// Sets a tag; returns the version it pointed to before, if any.
 func setTagRow(_ db: SQLiteDatabase, assetID: Int64, name: String, version: Int) throws -> Int? {
     let old = try db.first("SELECT version FROM tags WHERE asset_id = ? AND name = ?", [.int(assetID), .text(name)]) {

@@ -1,4 +1,7 @@
 import CSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// A value bound to or read from an SQLite statement.
@@ -19,7 +22,7 @@ public struct CatalogError: Error, CustomStringConvertible, Sendable {
         self.message = message
     }
     public var description: String { message }
-    public var isNoSpace: Bool { code == .sqlite(SQLITE_FULL) }
+    public var isNoSpace: Bool { code == .sqlite(SQLITE_FULL) || message.contains("disk holding the store is full") }
 }
 
 /// The one Swift file that calls SQLite's C API: a connection with a statement cache. Not thread-safe by itself;
@@ -52,7 +55,7 @@ final class SQLiteDatabase {
     private func error(_ rc: Int32, _ sql: String) -> CatalogError {
         let message = String(cString: sqlite3_errmsg(handle))
         var text = "catalog \(path): \(message)"
-        if rc & 0xFF == SQLITE_FULL {
+        if rc & 0xFF == SQLITE_FULL || sqlite3_system_errno(handle) == ENOSPC {
             text += " (the disk holding the store is full: free space and retry; the store is unchanged)"
         } else if rc & 0xFF == SQLITE_CORRUPT || rc & 0xFF == SQLITE_NOTADB {
             text += " (the catalog file is damaged: restore catalog.sqlite from a copy of the store)"

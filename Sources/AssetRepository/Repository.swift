@@ -81,7 +81,14 @@ public final class Repository: Sendable {
         guard config.format == StoreConfig.formatName, config.version == 1 else {
             throw RepositoryError(.failure, "\(root) has store format \(config.format) v\(config.version); this assetfs reads assetfs-store v1")
         }
-        let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
+        // A store whose catalog vanished or was emptied must not be taken for an empty store: gc would then
+        // delete every pack as an orphan. Refuse, and say what to do.
+        var st = stat()
+        let catalogPath = root + "/catalog.sqlite"
+        guard stat(catalogPath, &st) == 0, st.st_size > 0 else {
+            throw RepositoryError(.corruption, "the catalog \(catalogPath) of store \(root) is missing or empty: restore it from a copy of the store; nothing was changed (the packs are intact)")
+        }
+        let catalog = try SQLiteCatalog(path: catalogPath)
         return Repository(root: root, config: config, storage: LocalPackStorage(root: root), catalog: catalog)
     }
 

@@ -61,7 +61,10 @@ public struct WorkspaceCommitter {
             let version = NewVersion(rootTreeID: rootID, parent: info.baseVersion, author: options.author, message: options.message,
                                      fileCount: root.files, logicalBytes: root.size, newBytes: importer.pipeline.newBytes,
                                      meta: meta, tag: options.tag)
-            return try w.createVersion(asset: info.asset, version, user: options.author)
+            let number = try w.createVersion(asset: info.asset, version, user: options.author)
+            // Same transaction: a crash can never leave both the new version and the workspace it came from.
+            if !options.keep { try w.removeWorkspace(id: info.id, user: options.author, reason: "commit-workspace") }
+            return number
         }
         guard let version = try repo.catalog.version(of: info.asset, number: number) else {
             throw RepositoryError(.failure, "internal error: v\(number) vanished after commit")
@@ -71,7 +74,7 @@ public struct WorkspaceCommitter {
         if options.keep {
             try WorkspaceManager(repo: repo).rebase(workspace, onto: version)
         } else {
-            try WorkspaceManager(repo: repo).discard(info, user: options.author, reason: "commit-workspace")
+            removeTree(workspace.directory)  // Its registry row went with the version.
         }
         return version
     }

@@ -28,8 +28,9 @@ public enum PackIndexReader {
                 let length = Int(raw.loadLE(UInt32.self, at: e + 40))
                 let rawLength = Int(raw.loadLE(UInt32.self, at: e + 44))
                 let table = ContentHash(bytes: UnsafeRawBufferPointer(rebasing: raw[(e + 48)..<(e + 80)]))
+                // Overflow-safe bounds check: a damaged offset near UInt64.max must throw, not trap.
                 guard let codec = ChunkRecord.CodecSummary(rawValue: raw[e + 80]),
-                    offset + UInt64(length) <= size
+                    UInt64(length) <= size, offset <= size - UInt64(length)
                 else { throw StoreError.corrupt("pack \(storage.describe(id)) footer entry \(i) is invalid") }
                 return ChunkLocation(id: chunkID, pack: id, offset: offset, length: length, rawLength: rawLength,
                                      codec: codec, tableHash: table)
