@@ -79,9 +79,13 @@ public struct Exporter {
             let out = FileDescriptor(raw: fd, path: path)
             defer { out.close() }
             var offset: UInt64 = 0
-            try FileContentReader(repo: repo).stream(fileID: entry.fileID ?? -1) { raw in
-                try out.pwrite(raw, at: offset)
-                offset += UInt64(raw.count)
+            do {
+                try FileContentReader(repo: repo).stream(fileID: entry.fileID ?? -1) { raw in
+                    try out.pwrite(raw, at: offset)
+                    offset += UInt64(raw.count)
+                }
+            } catch let error as StoreError where error.code == .corrupt || error.code == .missing {
+                throw RepositoryError(.corruption, "cannot export \(path): the store is damaged (\(error.message)); run `assetfs verify` to list every broken file, then restore the pack from a copy of the store or `assetfs delete` the broken versions")
             }
             if offset < entry.size { _ = ftruncate(fd, off_t(entry.size)) }
             result.files += 1
