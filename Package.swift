@@ -56,10 +56,10 @@ let package = Package(
         .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog", "AssetTestSupport"]),
         .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository", "AssetTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore", "AssetTestSupport"]),
-        .testTarget(name: "MountTests", dependencies: ["AssetStore"]),
-        .testTarget(name: "WorkspaceTests", dependencies: ["AssetStore"]),
+        .testTarget(name: "MountTests", dependencies: ["AssetStore", "AssetTestSupport"]),
+        .testTarget(name: "WorkspaceTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "ExamplesTests", dependencies: ["AssetStore"]),
-        .testTarget(name: "ReliabilityTests", dependencies: ["AssetStore", "AssetCatalog"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["AssetStore", "AssetCatalog", "AssetTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

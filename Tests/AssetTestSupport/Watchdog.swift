@@ -3,7 +3,7 @@ import Foundation
 /// A thread that turns a hang into a failure. Operations against a mount run inside `guarding`; if one takes
 /// longer than its budget (or the whole test exceeds its backstop), `onFire` runs (the fixture aborts the FUSE
 /// connection through fusectl, so every blocked call returns ENOTCONN) and the reason is kept for the report.
-final class Watchdog: @unchecked Sendable {
+public final class Watchdog: @unchecked Sendable {
     private let condition = NSCondition()
     // All protected by `condition`.
     private var operations: [(what: String, deadline: Date, report: Bool)] = []
@@ -13,18 +13,18 @@ final class Watchdog: @unchecked Sendable {
     private var reasons: [String] = []
     private let onFire: @Sendable (String) -> Void
 
-    init(backstopSeconds: Double, onFire: @escaping @Sendable (String) -> Void) {
+    public init(backstopSeconds: Double, name: String = "test-watchdog", onFire: @escaping @Sendable (String) -> Void) {
         self.backstopSeconds = backstopSeconds
         self.backstop = Date().addingTimeInterval(backstopSeconds)
         self.onFire = onFire
         let thread = Thread { [self] in self.loop() }
-        thread.name = "workspace-test-watchdog"
+        thread.name = name
         thread.start()
     }
 
     /// Runs `body`; if it has not returned after `seconds`, the watchdog fires. `report: false` is for the test
     /// of the watchdog itself: it still fires, but the firing is not a failure.
-    func guarding<T>(_ what: String, seconds: Double, report: Bool = true, _ body: () throws -> T) rethrows -> T {
+    public func guarding<T>(_ what: String, seconds: Double, report: Bool = true, _ body: () throws -> T) rethrows -> T {
         condition.lock()
         operations.append((what, Date().addingTimeInterval(seconds), report))
         let index = operations.count - 1
@@ -40,9 +40,9 @@ final class Watchdog: @unchecked Sendable {
     }
 
     /// Why it fired, if it did.
-    var fired: [String] { condition.withLock { reasons } }
+    public var fired: [String] { condition.withLock { reasons } }
 
-    func stop() {
+    public func stop() {
         condition.withLock {
             stopped = true
             condition.signal()
@@ -71,7 +71,13 @@ final class Watchdog: @unchecked Sendable {
                 continue
             }
             let next = operations.map(\.deadline).min().map { min($0, backstop) } ?? backstop
-            _ = condition.wait(until: next)
+            // NSCondition.wait(until: .distantFuture) traps on Linux (the deadline overflows its timespec), and
+            // after a firing the backstop is .distantFuture: wait without a deadline then.
+            if next > Date().addingTimeInterval(365 * 86_400) {
+                condition.wait()
+            } else {
+                _ = condition.wait(until: next)
+            }
         }
         condition.unlock()
     }
