@@ -9,7 +9,7 @@
 # 3. fuzzes SECONDS/4 (at most 30 s) without filters: known findings are expected to reappear here;
 # 4. fuzzes the rest with ASSETFS_FUZZ_SKIP_KNOWN=1 (inputs of known findings skipped) to look for new ones;
 # 5. prints a summary and writes .build/fuzz/last-run.txt (rows for the reliability table).
-# Exit status: 0 when no new finding, 1 otherwise.
+# Exit status: 0 when no crash input was found and every regression input passes, 1 otherwise.
 set -euo pipefail
 TOTAL=${1:-60}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,7 +59,7 @@ stats() {
 }
 
 REPORT=()
-FINDINGS=0
+STILL=0
 
 echo "== replaying Fuzz/regressions"
 for f in Fuzz/regressions/*; do
@@ -70,6 +70,7 @@ for f in Fuzz/regressions/*; do
   else
     d=$(describe "$f")
     echo "   $(basename "$f"): still present: $d"
+    STILL=$((STILL + 1))
     REPORT+=("| regression input $(basename "$f") | 1 | still crashes: $d |")
   fi
 done
@@ -101,7 +102,9 @@ run_phase unfiltered "$FIRST" 0
 U_RUNS=$PHASE_RUNS; U_KINDS=$PHASE_KINDS; U_CRASHES=$PHASE_CRASHES; U_COV=$PHASE_COV
 run_phase filtered "$SECOND" 1
 F_RUNS=$PHASE_RUNS; F_KINDS=$PHASE_KINDS; F_CRASHES=$PHASE_CRASHES; F_COV=$PHASE_COV
-FINDINGS=$F_CRASHES
+# Every earlier finding is fixed, so any crash input (in either phase) or a regression input that still crashes
+# is a failure.
+FINDINGS=$((STILL + U_CRASHES + F_CRASHES))
 
 REPORT+=("| libFuzzer, all inputs (${FIRST} s, $U_COV) | $U_RUNS | ${U_CRASHES} crash inputs${U_KINDS:+: $U_KINDS} |")
 REPORT+=("| libFuzzer, known findings skipped (${SECOND} s, $F_COV, corpus $(ls "$CORPUS" | wc -l)) | $F_RUNS | ${F_CRASHES} new${F_KINDS:+: $F_KINDS} |")
