@@ -32,7 +32,9 @@ final class FileHashTask: @unchecked Sendable {
         self.hasher = hasher
     }
 
-    func update(_ bytes: [UInt8]) {
+    func update(_ bytes: [UInt8]) { update(bytes[...]) }
+
+    func update(_ bytes: ArraySlice<UInt8>) {
         hasher.submit { bytes.withUnsafeBytes { self.state.update($0) } }
     }
 

@@ -203,7 +203,7 @@ extension WorkspaceCommitter {
         while position < size {
             if let i = startIndex[position], case let c = baseChunks[i],
                clean(position, position + UInt64(c.location.rawLength)) {
-                let bytes = try repo.reader.read(c.location)
+                let bytes = try repo.reader.readSlice(c.location)
                 hash.update(bytes)
                 file.offsets.append(position)
                 file.chunkHashes.append(c.location.id)

@@ -23,6 +23,31 @@ public struct ChunkReader: Sendable {
         }
     }
 
+    /// The whole chunk, verified, as a slice of the buffer it was read into. For an all-raw record (float
+    /// tensors, compressed files) the plain bytes are the record's payload, so they are verified and returned
+    /// in place instead of being copied: a commit that streams a large base file through this saves one copy of
+    /// every byte. Other records are decoded as by `read`.
+    public func readSlice(_ location: ChunkLocation) throws -> ArraySlice<UInt8> {
+        let record = try uninitializedBytes(location.length) { try storage.read(location.pack, at: location.offset, into: $0) }
+        guard record.count == location.length else {
+            throw StoreError.corrupt("chunk \(location.id.short) in pack \(storage.describe(location.pack)): pack is truncated")
+        }
+        do {
+            return try record.withUnsafeBytes { raw -> ArraySlice<UInt8> in
+                if let payload = try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength,
+                                                            tableHash: location.tableHash) {
+                    return record[payload]
+                }
+                return try decompressors.withDecompressor { d in
+                    try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength,
+                                           tableHash: location.tableHash, decompressor: d)
+                }[...]
+            }
+        } catch let error as StoreError {
+            throw StoreError(error.code, "\(error.message) (pack \(storage.describe(location.pack)), offset \(location.offset))")
+        }
+    }
+
     /// The block table of a chunk, verified against the catalog's table hash: what a partial read needs.
     public func blockTable(_ location: ChunkLocation) throws -> [ChunkRecord.Block] {
         let prefixLength = ChunkRecord.prefixLength(rawLength: location.rawLength)

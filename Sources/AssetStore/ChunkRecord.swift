@@ -136,6 +136,22 @@ public enum ChunkRecord {
         }
     }
 
+    /// When every block of the record is raw, the range of the record that holds the plain bytes, checked
+    /// against the chunk id; nil when some block is compressed (decode it instead).
+    public static func rawPayload(
+        _ record: UnsafeRawBufferPointer, id: ContentHash, rawLength: Int, tableHash: ContentHash
+    ) throws -> Range<Int>? {
+        let blocks = try parseTable(record, id: id, rawLength: rawLength, recordLength: record.count, tableHash: tableHash)
+        guard blocks.allSatisfy({ $0.codec == .raw && $0.storedLength == $0.rawLength }) else { return nil }
+        // parseTable proved the blocks lie back to back from the end of the table to the end of the record.
+        let payload = prefixLength(rawLength: rawLength)..<record.count
+        guard payload.count == rawLength else { throw StoreError.corrupt("chunk \(id.short): record length mismatch") }
+        guard ContentHash.of(UnsafeRawBufferPointer(rebasing: record[payload])) == id else {
+            throw StoreError.corrupt("chunk \(id.short): content does not match its SHA-256")
+        }
+        return payload
+    }
+
     /// Decodes a whole record and checks the plain bytes against the chunk id.
     public static func decode(
         _ record: UnsafeRawBufferPointer, id: ContentHash, rawLength: Int, tableHash: ContentHash,

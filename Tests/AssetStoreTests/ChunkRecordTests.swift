@@ -152,4 +152,26 @@ struct ChunkRecordTests {
             #expect(a.tableHash == b.tableHash)
         }
     }
+
+    @Test("an all-raw record's payload is its plain bytes, verified in place; a flipped payload byte is refused",
+          arguments: Sample.allCases)
+    func rawPayload(sample: Sample) throws {
+        let plain = sample.bytes
+        let encoded = encode(plain)
+        func payload(_ record: [UInt8]) throws -> Range<Int>? {
+            try record.withUnsafeBytes {
+                try ChunkRecord.rawPayload($0, id: encoded.id, rawLength: encoded.rawLength, tableHash: encoded.tableHash)
+            }
+        }
+        let allRaw = try table(encoded).allSatisfy { $0.codec == .raw }
+        guard let range = try payload(encoded.bytes) else {
+            #expect(!allRaw, "an all-raw record must be served in place")
+            return
+        }
+        #expect(allRaw)
+        #expect(Array(encoded.bytes[range]) == plain)
+        var damaged = encoded.bytes
+        damaged[range.lowerBound + range.count / 2] ^= 0x01
+        #expect(throws: StoreError.self) { _ = try payload(damaged) }
+    }
 }
