@@ -121,8 +121,15 @@ extension WorkspaceOverlay {
         return node
     }
 
+    /// Shows a change of a file to every handle open on it (a truncate through another descriptor, or a delta
+    /// created by a writer after a reader opened the file). Must run under `lock`.
     func refreshHandles(_ node: WorkspaceNode) {
-        for h in handles.values where h.node.ino == node.ino { h.node = node }
+        for h in handles.values where h.node.ino == node.ino {
+            h.node = node
+            if node.hasDelta && h.delta == nil {
+                h.delta = try? DeltaFile.open(workspace.deltaPath(node.ino), create: false)
+            }
+        }
     }
 
     // MARK: Open, read, write
@@ -140,6 +147,9 @@ extension WorkspaceOverlay {
                     persisted.ctimeNs = persisted.mtimeNs
                     try meta.put(persisted)
                 }
+                // Descriptors already open on the file must see the truncation (and the delta) too: a write
+                // through one of them fills its edge blocks from what the file holds now, not from the base.
+                refreshHandles(persisted)
                 return persisted
             }
         }
