@@ -258,25 +258,29 @@ final class NativeTarget: ReadTarget {
     var daemonPID: Int32? { nil }
 }
 
-/// `assetfs mount MNT --background`; version 3 at MNT/bench/v3.
+/// `assetfs mount MNT --background [-o ro]`; version 3 at MNT/bench/v3.
 final class AssetfsMountTarget: ReadTarget {
-    let name = "assetfs"
+    let name: String
     let binary, store, mountpoint, cacheSize: String
+    /// Extra `assetfs mount` arguments, e.g. ["-o", "ro"].
+    let extra: [String]
     let runner: CommandRunner
     private(set) var daemonPID: Int32?
     private var starts = 0
     var root: String { mountpoint + "/bench/v3" }
 
-    init(binary: String, store: String, mountpoint: String, cacheSize: String, runner: CommandRunner) {
-        (self.binary, self.store, self.mountpoint, self.cacheSize, self.runner) = (binary, store, mountpoint, cacheSize, runner)
+    init(name: String = "assetfs", binary: String, store: String, mountpoint: String, cacheSize: String, extra: [String] = [],
+         runner: CommandRunner) {
+        (self.name, self.binary, self.store, self.mountpoint, self.cacheSize, self.extra, self.runner) =
+            (name, binary, store, mountpoint, cacheSize, extra, runner)
     }
 
     /// Wall clock of `assetfs mount --background` alone (spawn to exit); readiness is the command's own promise.
     func start() throws -> Double? {
         starts += 1
         try MountGuard.shared.add(mountpoint)
-        let result = try Spawn.run(binary, ["mount", mountpoint, "--background", "--store", store, "--cache-size", cacheSize],
-                                   runner: runner, label: "assetfs-mount-\(starts)")
+        let result = try Spawn.run(binary, ["mount", mountpoint, "--background", "--store", store, "--cache-size", cacheSize] + extra,
+                                   runner: runner, label: "\(name)-mount-\(starts)")
         guard let pid = Self.pid(in: result.output) else {
             throw BenchError("cannot find the daemon pid in `assetfs mount` output: \(result.output)")
         }
@@ -288,7 +292,7 @@ final class AssetfsMountTarget: ReadTarget {
 
     func stop() throws {
         defer { MountGuard.takeDown(mountpoint, pid: daemonPID ?? 0); MountGuard.shared.remove(mountpoint); daemonPID = nil }
-        try Spawn.run(binary, ["umount", mountpoint], runner: runner, label: "assetfs-umount-\(starts)")
+        try Spawn.run(binary, ["umount", mountpoint], runner: runner, label: "\(name)-umount-\(starts)")
     }
 
     /// "mounted MNT (pid N, log ...)" -> N.

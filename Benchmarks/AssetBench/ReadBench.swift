@@ -73,7 +73,7 @@ enum ReadBench {
         for sub in ["src", "store", "borg", "restic", "cache", "logs", "export", "tiny", "mnt"] {
             try FileIO.removeIfPresent(work + "/" + sub)
         }
-        for sub in ["logs", "cache", "tiny", "export", "mnt/assetfs", "mnt/borg", "mnt/restic"] { try FileIO.makeDirectory(work + "/" + sub) }
+        for sub in ["logs", "cache", "tiny", "export", "mnt/assetfs", "mnt/assetfs-ro", "mnt/borg", "mnt/restic"] { try FileIO.makeDirectory(work + "/" + sub) }
         let runner = CommandRunner(logDirectory: work + "/logs", environment: peerEnvironment(work: work))
         let store = work + "/store", src = work + "/src"
 
@@ -130,9 +130,13 @@ enum ReadBench {
         }
         let assetfsMount = AssetfsMountTarget(binary: assetfs, store: store, mountpoint: mnt + "/assetfs",
                                               cacheSize: options.cacheSize, runner: runner)
+        // The same store mounted versions-only: the kernel opens files without asking the daemon.
+        let assetfsReadOnly = AssetfsMountTarget(name: "assetfs-ro", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-ro",
+                                                 cacheSize: options.cacheSize, extra: ["-o", "ro"], runner: runner)
         let targets: [any ReadTarget] = [
             NativeTarget(root: exportRoot),
             assetfsMount,
+            assetfsReadOnly,
             PeerMountTarget(name: "borg", executable: borg, arguments: ["mount", "-f", "\(work)/borg::v\(version)", mnt + "/borg"],
                             mountpoint: mnt + "/borg", root: mnt + "/borg" + src, runner: runner),
             PeerMountTarget(name: "restic", executable: restic, arguments: ["mount", "--repo", work + "/restic", mnt + "/restic"],
@@ -203,7 +207,6 @@ enum ReadBench {
         let name = target.name
         try Watchdog.shared.guarded(900, "\(name): ls -lR and random reads") {
             if let s = try target.start() { r.ready.append(s) }
-            r.readAheadKiB = readAhead(of: target)
             try ReadMeasure.dropCaches()
             let ls = try ReadMeasure.walk("ls", ["-lR"], root: target.root, runner: runner, label: "ls-lR-\(name)")
             r.lsSeconds = ls.seconds
@@ -228,6 +231,8 @@ enum ReadBench {
             progress("\(name): warm sequential \(fixed(r.warmSequential, 3)) s")
             // The same warm passes over the large files only: separates per-file costs from throughput.
             r.warmLargeSequential = try (0..<warmPasses).map { _ in try ReadMeasure.sequential(root: target.root, files: large) }.min()!
+            // Read after the measurements: assetfs raises it shortly after the mount answers.
+            r.readAheadKiB = readAhead(of: target)
             if let pid = target.daemonPID, let memory = ReadMeasure.memory(of: pid) {
                 r.peakKiB = memory.peakKiB
                 r.currentKiB = memory.currentKiB

@@ -7,6 +7,8 @@ import Glibc
 
 public struct MountOptions: Sendable {
     public var allowOther = false
+    /// Mount read-only (`ro`): the kernel refuses every write before it reaches the daemon.
+    public var readOnly = false
     public var threads = 16
     /// Raise the mount's read_ahead_kb so the kernel asks for 1 MiB per read (root only).
     public var readAheadKiB = 1024
@@ -20,6 +22,7 @@ public struct MountOptions: Sendable {
         let name = source.contains(",") ? "assetfs" : source
         var options = ["fsname=\(name)", "subtype=assetfs", "nosuid", "nodev", "noatime", "auto_unmount"]
         if allowOther { options += ["allow_other", "default_permissions"] }
+        if readOnly { options.append("ro") }
         return options.joined(separator: ",")
     }
 }

@@ -56,6 +56,9 @@ enum FUSEOperations {
         ops.open = { req, ino, fi in
             answer(req) {
                 let vfs = fs(req)
+                // ENOSYS tells the kernel to open every file of this mount itself from now on (no_open): it keeps
+                // the page cache across opens and sends no release. Reads then carry handle 0.
+                if vfs.servesOpensInKernel { throw VFSError(ENOSYS) }
                 fi!.pointee.fh = try vfs.open(UInt64(ino), flags: fi!.pointee.flags)
                 // Version files never change: keep the page cache across opens.
                 let immutable = vfs.keepsCache(fi!.pointee.fh)
@@ -65,14 +68,19 @@ enum FUSEOperations {
                 fuse_reply_open(req, fi)
             }
         }
-        ops.read = { req, _, size, offset, fi in
+        ops.read = { req, ino, size, offset, fi in
             answer(req) {
-                let bytes = try fs(req).read(fi!.pointee.fh, offset: UInt64(offset), count: size)
-                bytes.withUnsafeBytes { _ = fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+                let vfs = fs(req), handle = fi!.pointee.fh
+                let bytes = handle == 0 && vfs.servesOpensInKernel
+                    ? try vfs.read(inode: UInt64(ino), offset: UInt64(offset), count: size)
+                    : try vfs.read(handle, offset: UInt64(offset), count: size)
+                var vectors: [iovec] = []
+                vectors.reserveCapacity(bytes.pieces.count)
+                FUSEOperations.replyGathered(req, bytes.pieces[...], &vectors)
             }
         }
         ops.release = { req, _, fi in
-            fs(req).release(fi!.pointee.fh)
+            if fi!.pointee.fh != 0 { fs(req).release(fi!.pointee.fh) }
             fuse_reply_err(req, 0)
         }
         ops.opendir = { req, ino, fi in
@@ -122,6 +130,19 @@ enum FUSEOperations {
     }
 
     /// size 0 asks for the length; otherwise the value must fit (ERANGE).
+    /// Replies with every piece in one gathered write: each piece's buffer stays pinned (by nesting) until the
+    /// kernel has copied it.
+    static func replyGathered(_ req: fuse_req_t?, _ pieces: ArraySlice<ArraySlice<UInt8>>, _ vectors: inout [iovec]) {
+        guard let first = pieces.first else {
+            _ = vectors.withUnsafeBufferPointer { fuse_reply_iov(req, $0.baseAddress, Int32($0.count)) }
+            return
+        }
+        first.withUnsafeBytes { buffer in
+            vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), iov_len: buffer.count))
+            replyGathered(req, pieces.dropFirst(), &vectors)
+        }
+    }
+
     fileprivate static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], size: Int) throws {
         if size == 0 {
             fuse_reply_xattr(req, value.count)
@@ -252,6 +273,8 @@ enum FUSEOperations {
         }
         ops.flush = { req, _, fi in
             answer(req) {
+                // Files the kernel opened itself have nothing to flush; ENOSYS stops the flush sent on every close.
+                if fs(req).servesOpensInKernel { throw VFSError(ENOSYS) }
                 try fs(req).flush(fi!.pointee.fh, durable: false)
                 fuse_reply_err(req, 0)
             }

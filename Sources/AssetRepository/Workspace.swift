@@ -90,26 +90,49 @@ public final class Workspace: @unchecked Sendable {
     public static func readMerged(_ node: WorkspaceNode, size: UInt64, delta: DeltaFile?, offset: UInt64, count: Int,
                                   base: (UInt64, Int) throws -> [UInt8]) throws -> [UInt8] {
         guard offset < size else { return [] }
-        let end = min(size, offset + UInt64(count))
-        guard let delta else {
-            return try base(offset, Int(min(end, node.baseLimit) - min(offset, node.baseLimit)))
-                + [UInt8](repeating: 0, count: Int(end - max(offset, min(end, node.baseLimit))))
+        let n = Int(min(size, offset + UInt64(count)) - offset)
+        return try uninitializedBytes(n) { try readMerged(node, size: size, delta: delta, offset: offset, into: $0, base: base) }
+    }
+
+    /// The merged bytes at `offset`, written straight into `buffer` (edited runs are pread into it, no copies);
+    /// returns how many bytes were written: `buffer.count`, or fewer at end of file.
+    public static func readMerged(_ node: WorkspaceNode, size: UInt64, delta: DeltaFile?, offset: UInt64,
+                                  into buffer: UnsafeMutableRawBufferPointer,
+                                  base: (UInt64, Int) throws -> [UInt8]) throws -> Int {
+        guard offset < size else { return 0 }
+        let end = min(size, offset + UInt64(buffer.count))
+        var filled = 0
+        func copy(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + $0.count)]).copyMemory(from: $0) }
+            filled += bytes.count
         }
-        var out = [UInt8]()
-        out.reserveCapacity(Int(end - offset))
+        func zeros(_ count: Int) {
+            guard count > 0 else { return }
+            UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + count)]).initializeMemory(as: UInt8.self, repeating: 0)
+            filled += count
+        }
+        // Base bytes up to the base limit, zeros (a hole left by truncate-and-extend) after it.
+        func fromBase(_ from: UInt64, _ to: UInt64) throws {
+            let baseEnd = min(to, node.baseLimit)
+            if from < baseEnd { copy(try base(from, Int(baseEnd - from))) }
+            zeros(Int(to - max(from, baseEnd)))
+        }
+        guard let delta else {
+            try fromBase(offset, end)
+            return filled
+        }
         for run in try delta.runs(from: offset, to: end) {
+            let length = Int(run.end - run.start)
             if run.data {
-                out += try delta.descriptor.pread(count: Int(run.end - run.start), at: run.start)
-                let short = Int(run.end - run.start) - (out.count - Int(run.start - offset))
-                if short > 0 { out += [UInt8](repeating: 0, count: short) }
+                let n = try delta.descriptor.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<(filled + length)]),
+                                                   at: run.start)
+                filled += n
+                zeros(length - n)  // the delta file ends early: the rest of the run reads as zeros
             } else {
-                let baseEnd = min(run.end, node.baseLimit)
-                if run.start < baseEnd { out += try base(run.start, Int(baseEnd - run.start)) }
-                let zeroFrom = max(run.start, baseEnd)
-                if zeroFrom < run.end { out += [UInt8](repeating: 0, count: Int(run.end - zeroFrom)) }
+                try fromBase(run.start, run.end)
             }
         }
-        return out
+        return filled
     }
 }
 

@@ -159,13 +159,13 @@ public struct WorkspaceCommitter {
         let (file, length) = try importer.streamChunks(size: size) { buffer in
             let want = Int(min(UInt64(buffer.count), size - position))
             guard want > 0 else { return 0 }
-            let bytes = try Workspace.readMerged(node, size: size, delta: delta, offset: position, count: want) { offset, count in
+            let n = try Workspace.readMerged(node, size: size, delta: delta, offset: position,
+                                             into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want])) { offset, count in
                 guard let base else { return [UInt8](repeating: 0, count: count) }
                 return try base.read(offset, count)
             }
-            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-            position += UInt64(bytes.count)
-            return bytes.count
+            position += UInt64(n)
+            return n
         }
         guard length == size else { throw RepositoryError(.failure, "workspace file changed size during commit") }
         return file

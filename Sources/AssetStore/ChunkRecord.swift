@@ -39,41 +39,54 @@ public enum ChunkRecord {
 
     public static func encode(_ plain: UnsafeRawBufferPointer, id: ContentHash, compressor: ZstdCompressor) -> Encoded {
         let count = blockCount(rawLength: plain.count)
+        let prefix = prefixLength(rawLength: plain.count)
         var header = [UInt8]()
-        header.reserveCapacity(prefixLength(rawLength: plain.count))
+        header.reserveCapacity(prefix)
         header.appendLE(magic)
         header.appendLE(UInt32(count))
         header.appendLE(UInt32(plain.count))
         header.appendLE(UInt32(blockSize))
         header.append(contentsOf: id.bytes)
 
-        var payload = [UInt8]()
-        payload.reserveCapacity(plain.count + 64)
-        var scratch = [UInt8](repeating: 0, count: ZstdCompressor.bound(blockSize))
         var sawRaw = false, sawZstd = false
-        for b in 0..<count {
-            let start = b * blockSize
-            let block = UnsafeRawBufferPointer(rebasing: plain[start..<min(start + blockSize, plain.count)])
-            // Incompressible data (float tensors, already-compressed files) shows it in its first block: skip
-            // trying the rest of the chunk rather than paying zstd for nothing.
-            let worthTrying = b == 0 || sawZstd
-            let compressed = worthTrying ? scratch.withUnsafeMutableBytes { compressor.compress(block, into: $0) } : nil
-            let useZstd = compressed.map { $0 < block.count - block.count / minimumSavingDivisor } ?? false
-            if useZstd {
-                payload.append(contentsOf: scratch[0..<compressed!])
-                sawZstd = true
-            } else {
-                payload.append(contentsOf: block)
-                sawRaw = true
+        // The record is built in one buffer: each block is compressed (or copied) straight to its place after
+        // the prefix, and the table, built alongside, is copied in front at the end. A block is kept only if it
+        // fits what it replaces, so the record never outgrows prefix + plain.
+        let record = [UInt8](unsafeUninitializedCapacity: prefix + plain.count) { buffer, initialized in
+            let out = UnsafeMutableRawBufferPointer(buffer)
+            var stored = prefix
+            for b in 0..<count {
+                let start = b * blockSize
+                let block = UnsafeRawBufferPointer(rebasing: plain[start..<min(start + blockSize, plain.count)])
+                // Incompressible data (float tensors, already-compressed files) shows it in its first block: skip
+                // trying the rest of the chunk rather than paying zstd for nothing.
+                let worthTrying = b == 0 || sawZstd
+                // zstd must save at least 1/minimumSavingDivisor: a result that does not fit in this fails.
+                let limit = block.count - block.count / minimumSavingDivisor - 1
+                let compressed = worthTrying && limit > 0
+                    ? compressor.compress(block, into: UnsafeMutableRawBufferPointer(rebasing: out[stored..<(stored + limit)]))
+                    : nil
+                let length: Int
+                if let compressed {
+                    length = compressed
+                    sawZstd = true
+                } else {
+                    UnsafeMutableRawBufferPointer(rebasing: out[stored..<(stored + block.count)]).copyMemory(from: block)
+                    length = block.count
+                    sawRaw = true
+                }
+                stored += length
+                header.appendLE(UInt32(length))
+                header.append(compressed != nil ? BlockCodec.zstd.rawValue : BlockCodec.raw.rawValue)
+                header.append(contentsOf: [0, 0, 0])
+                header.append(contentsOf: ContentHash.of(block).bytes)
             }
-            header.appendLE(UInt32(useZstd ? compressed! : block.count))
-            header.append(useZstd ? BlockCodec.zstd.rawValue : BlockCodec.raw.rawValue)
-            header.append(contentsOf: [0, 0, 0])
-            header.append(contentsOf: ContentHash.of(block).bytes)
+            header.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[0..<prefix]).copyMemory(from: $0) }
+            initialized = stored
         }
         let tableHash = ContentHash.of(header)
         let summary: CodecSummary = sawRaw && sawZstd ? .mixed : (sawZstd ? .zstd : .raw)
-        return Encoded(id: id, rawLength: plain.count, bytes: header + payload, tableHash: tableHash, codec: summary)
+        return Encoded(id: id, rawLength: plain.count, bytes: record, tableHash: tableHash, codec: summary)
     }
 
     /// One block as described by the table.

@@ -20,14 +20,31 @@ extension AssetFileSystem {
             return handles.add(.workspaceFile(overlay, handle))
         }
         guard flags & O_ACCMODE == O_RDONLY, flags & (O_TRUNC | O_APPEND | O_CREAT) == 0 else { throw VFSError.readOnly }
+        return handles.add(.file(try versionFile(node)))
+    }
+
+    /// Whether version files can be opened by the kernel alone, with no request to this file system: true for
+    /// versions-only mounts, whose reads then arrive without a handle (`read(inode:)`). Saves two round trips
+    /// (open and release) per file, most of the cost of reading a small file whose pages are cached.
+    public var servesOpensInKernel: Bool { versionsOnly }
+
+    /// Up to `count` bytes at `offset` of a version file opened by the kernel alone (no handle).
+    public func read(inode: UInt64, offset: UInt64, count: Int) throws -> ReadBytes {
+        let file = try handlelessFiles.value(inode) {
+            guard let node = nodes.node(inode) else { throw VFSError.notFound }
+            return try versionFile(node)
+        }
+        return try read(file, offset: offset, count: count)
+    }
+
+    private func versionFile(_ node: Node) throws -> OpenFile {
         guard case .file(let asset, let version, let path, let entry) = node, let fileID = entry.fileID else {
             throw VFSError.isDirectory
         }
         // Chunk lists are immutable: keep recent ones, so reopening a small file costs no catalog query.
         let chunks = try chunkLists.value(fileID) { try catalog.fileChunks(fileID) }
-        let file = OpenFile(fileID: fileID, size: entry.size, chunks: chunks,
-                            path: "\(asset)/v\(version)/\(String(decoding: path, as: UTF8.self))")
-        return handles.add(.file(file))
+        return OpenFile(fileID: fileID, size: entry.size, chunks: chunks,
+                        path: "\(asset)/v\(version)/\(String(decoding: path, as: UTF8.self))")
     }
 
     public func release(_ handle: UInt64) {
@@ -42,20 +59,20 @@ extension AssetFileSystem {
     }
 
     /// Up to `count` bytes at `offset`; fewer only at end of file.
-    public func read(_ handle: UInt64, offset: UInt64, count: Int) throws -> [UInt8] {
+    public func read(_ handle: UInt64, offset: UInt64, count: Int) throws -> ReadBytes {
         switch handles.get(handle) {
         case .file(let file)?: return try read(file, offset: offset, count: count)
-        case .workspaceFile(let overlay, let id)?: return try overlay.read(id, offset: offset, count: count)
+        case .workspaceFile(let overlay, let id)?: return ReadBytes(try overlay.read(id, offset: offset, count: count))
         default: throw VFSError.badHandle
         }
     }
 
-    func read(_ file: OpenFile, offset: UInt64, count: Int) throws -> [UInt8] {
-        guard offset < file.size, count > 0, !file.chunks.isEmpty else { return [] }
+    /// The bytes as pieces of cached chunks and blocks: no copy is made here; the kernel gathers them.
+    func read(_ file: OpenFile, offset: UInt64, count: Int) throws -> ReadBytes {
+        guard offset < file.size, count > 0, !file.chunks.isEmpty else { return ReadBytes() }
         let end = min(file.size, offset + UInt64(count))
         let sequential = file.noteRead(offset: offset, end: end)
-        var out = [UInt8]()
-        out.reserveCapacity(Int(end - offset))
+        var out = ReadBytes()
         var position = offset
         var index = file.chunkIndex(at: offset)
         while position < end {
@@ -67,7 +84,7 @@ extension AssetFileSystem {
                 try copyBlocks(of: chunk.location, from: from, to: to, into: &out, file: file)
             } else {
                 let bytes = try wholeChunk(chunk.location, file: file)
-                out.append(contentsOf: bytes[from..<to])
+                out.append(bytes[(bytes.startIndex + from)..<(bytes.startIndex + to)])
             }
             position = min(end, chunkEnd)
             index += 1
@@ -76,29 +93,40 @@ extension AssetFileSystem {
         return out
     }
 
-    private func wholeChunk(_ location: ChunkLocation, file: OpenFile) throws -> [UInt8] {
+    private func wholeChunk(_ location: ChunkLocation, file: OpenFile) throws -> ArraySlice<UInt8> {
         let value = try guarded(location, file: file) {
-            try cache.value(.chunk(location.id)) { .bytes(try repo.reader.read(location)) }
+            try cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(location)) }
         }
         guard case .bytes(let bytes) = value else { throw VFSError.io }
         return bytes
     }
 
     /// Serves a small random read from the 64 KiB blocks it touches, each verified on its own.
-    private func copyBlocks(of location: ChunkLocation, from: Int, to: Int, into out: inout [UInt8], file: OpenFile) throws {
+    private func copyBlocks(of location: ChunkLocation, from: Int, to: Int, into out: inout ReadBytes, file: OpenFile) throws {
+        let first = from / ChunkRecord.blockSize, last = (to - 1) / ChunkRecord.blockSize
+        // A read within one block of an all-raw chunk fetches the table and that block together.
+        var early: (index: Int, bytes: [UInt8])?
         let tableValue = try guarded(location, file: file) {
-            try cache.value(.table(location.id)) { .table(try repo.reader.blockTable(location)) }
+            try cache.value(.table(location.id)) {
+                guard location.codec == .raw, first == last else { return .table(try repo.reader.blockTable(location)) }
+                let both = try repo.reader.tableAndRawBlock(location, index: first)
+                early = (first, both.block)
+                return .table(both.table)
+            }
         }
         guard case .table(let blocks) = tableValue else { throw VFSError.io }
-        for index in (from / ChunkRecord.blockSize)...((to - 1) / ChunkRecord.blockSize) {
+        for index in first...last {
             let block = blocks[index]
             let value = try guarded(location, file: file) {
-                try cache.value(.block(location.id, index)) { .bytes(try repo.reader.readBlock(block, of: location)) }
+                try cache.value(.block(location.id, index)) {
+                    if let early, early.index == index { return .bytes(early.bytes[...]) }
+                    return .bytes(try repo.reader.readBlock(block, of: location)[...])
+                }
             }
             guard case .bytes(let bytes) = value else { throw VFSError.io }
             let lo = max(from, block.rawOffset) - block.rawOffset
             let hi = min(to, block.rawOffset + block.rawLength) - block.rawOffset
-            out.append(contentsOf: bytes[lo..<hi])
+            out.append(bytes[(bytes.startIndex + lo)..<(bytes.startIndex + hi)])
         }
     }
 
@@ -121,7 +149,7 @@ extension AssetFileSystem {
             if cache.contains(.chunk(location.id)) { continue }
             DispatchQueue.global().async { [self] in
                 // Safe to drop errors: the reader that needs this chunk loads it again and reports the error.
-                _ = try? cache.value(.chunk(location.id)) { .bytes(try repo.reader.read(location)) }
+                _ = try? cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(location)) }
             }
         }
     }

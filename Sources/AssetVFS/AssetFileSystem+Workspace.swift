@@ -46,7 +46,7 @@ extension AssetFileSystem {
         let file = try baseFiles.value(fileID) {
             OpenFile(fileID: fileID, size: try catalog.file(fileID).size, chunks: try catalog.fileChunks(fileID), path: "file \(fileID)")
         }
-        return try read(file, offset: offset, count: count)
+        return try read(file, offset: offset, count: count).joined
     }
 
     /// The workspace a node belongs to, with its current overlay node; EROFS for anything outside workspaces.

@@ -27,12 +27,18 @@ public final class AssetFileSystem: @unchecked Sendable {
     var overlays: [Int64: WorkspaceOverlay] = [:]
     let baseFiles = BoundedMemo<Int64, OpenFile>(limit: 1024)
     let chunkLists = BoundedMemo<Int64, [FileChunk]>(limit: 4096)
+    /// Version files read without an open handle (versions-only mounts), by inode: their read pattern.
+    let handlelessFiles = BoundedMemo<UInt64, OpenFile>(limit: 256)
+    /// Serve versions only: no `workspaces` directories, and version files are read by inode, so the kernel
+    /// can open them without asking (see `servesOpensInKernel`).
+    public let versionsOnly: Bool
 
-    public init(repo: Repository, cacheBytes: Int, logger: Logger) {
+    public init(repo: Repository, cacheBytes: Int, logger: Logger, versionsOnly: Bool = false) {
         self.repo = repo
         self.catalog = repo.catalog
         self.cache = ChunkCache(capacity: cacheBytes)
         self.logger = logger
+        self.versionsOnly = versionsOnly
     }
 
     // MARK: Names
@@ -77,7 +83,7 @@ public final class AssetFileSystem: @unchecked Sendable {
             guard Names.isValid(text), try catalog.assets().contains(where: { $0.name == text }) else { return nil }
             return .asset(text)
         case .asset(let asset):
-            if text == "workspaces" { return .workspaces(asset: asset) }
+            if text == "workspaces" { return versionsOnly ? nil : .workspaces(asset: asset) }
             if case .number(let n)? = try? Ref.parseSelectorPublic(text), Array("v\(n)".utf8) == name {
                 guard let v = try catalog.version(of: asset, number: n) else { return nil }
                 return .versionRoot(asset: asset, version: n, treeID: v.rootTreeID, rootHash: v.rootHash, createdNs: v.createdNs)
@@ -137,8 +143,9 @@ public final class AssetFileSystem: @unchecked Sendable {
                               uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: mountedNs)
         case .asset(let asset):
             let versions = try catalog.versions(of: asset)
-            // Subdirectories: one per version, plus `workspaces`.
-            return Attributes(inode: inode, type: .directory, permissions: 0o755, linkCount: UInt32(3 + versions.count),
+            // Subdirectories: one per version, plus `workspaces` unless versions only.
+            let subdirectories = versions.count + (versionsOnly ? 0 : 1)
+            return Attributes(inode: inode, type: .directory, permissions: 0o755, linkCount: UInt32(2 + subdirectories),
                               uid: ownerUID, gid: ownerGID, size: 0, mtimeNs: versions.last?.createdNs ?? mountedNs)
         case .assetLink(let asset, let name):
             guard let target = try linkTarget(asset: asset, name: name) else { throw VFSError.notFound }
@@ -184,7 +191,7 @@ public final class AssetFileSystem: @unchecked Sendable {
                               .versionRoot(asset: asset, version: v.number, treeID: v.rootTreeID, rootHash: v.rootHash, createdNs: v.createdNs)))
             }
             if try linkTarget(asset: asset, name: "latest") != nil { items.append((Array("latest".utf8), .assetLink(asset: asset, name: "latest"))) }
-            items.append((Array("workspaces".utf8), .workspaces(asset: asset)))
+            if !versionsOnly { items.append((Array("workspaces".utf8), .workspaces(asset: asset))) }
             for tag in try catalog.tags(of: asset) { items.append((Array(tag.name.utf8), .assetLink(asset: asset, name: tag.name))) }
         case .versionRoot(let asset, let version, let treeID, _, _):
             items = try catalog.entries(of: treeID).map { ($0.name, try self.node(for: $0, asset: asset, version: version, path: $0.name)) }

@@ -15,7 +15,8 @@ public final class ChunkCache: @unchecked Sendable {
     }
 
     public enum Value: @unchecked Sendable {
-        case bytes([UInt8])
+        /// Plain bytes; a slice so that an all-raw chunk can be kept in the buffer it was read into.
+        case bytes(ArraySlice<UInt8>)
         case table([ChunkRecord.Block])
 
         var cost: Int {

@@ -86,7 +86,7 @@ bad="$(ASSETFS_BIN="$ASSETFS" "$HELPER" "$STORE" "$MNT" -o allow_other,bogus 2>&
 status=$?
 set -e
 check "an unknown option is refused (exit 1)" "$status: $bad" \
-    "1: mount.fuse.assetfs: unknown option 'bogus' (assetfs takes allow_other, cache_size=SIZE, log_level=LEVEL)"
+    "1: mount.fuse.assetfs: unknown option 'bogus' (assetfs takes allow_other, ro, cache_size=SIZE, log_level=LEVEL)"
 ASSETFS_BIN="$ASSETFS" "$HELPER" "$STORE" "$MNT" -f -o allow_other,cache_size=64M
 is_mounted "$MNT" && die "-f (fake) mounted something"
 echo "ok: -f checks the arguments and mounts nothing"
