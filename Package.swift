@@ -58,7 +58,7 @@ let package = Package(
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "WorkspaceTests", dependencies: ["AssetStore", "AssetTestSupport"]),
-        .testTarget(name: "ExamplesTests", dependencies: ["AssetStore"]),
+        .testTarget(name: "ExamplesTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "ReliabilityTests", dependencies: ["AssetStore", "AssetCatalog", "AssetTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -48,9 +48,16 @@ public final class LocalPackStorage: PackStorage {
     public func publish(_ staging: StagingPack, as id: ContentHash) throws {
         let target = path(of: id)
         let dir = String(target[..<target.lastIndex(of: "/")!])
-        try makeDirectory(dir)
-        // Durability order: the pack's bytes, then its name, then the directory entry.
-        try staging.descriptor.sync()
+        // Durability order: the pack's bytes, then its name, then the directory entry. The staging pack is
+        // consumed on every path: its descriptor is closed exactly once, here.
+        do {
+            try makeDirectory(dir)
+            try staging.descriptor.sync()
+        } catch {
+            staging.descriptor.close()
+            unlink(staging.path)
+            throw error
+        }
         staging.descriptor.close()
         if rename(staging.path, target) != 0 {
             let e = errno

@@ -35,6 +35,7 @@ public protocol PackStorage: Sendable {
     /// Opens a new private staging file for a pack under construction.
     func makeStagingPack() throws -> StagingPack
     /// Makes a complete, fsynced staging pack durable under its content name; afterwards it survives a crash.
+    /// Consumes `staging` on every path: closes its descriptor, and on failure removes its file.
     func publish(_ staging: StagingPack, as id: ContentHash) throws
     /// Reads up to `buffer.count` bytes at `offset` of pack `id`; returns how many were read.
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int

@@ -100,13 +100,15 @@ public final class PackWriter {
         hasher.update(Self.header)
         hasher.update(footer)
         let id = hasher.finalize()
+        // publish consumes the staging pack whether it succeeds or not (it closes the descriptor): forget it
+        // first, so that deinit never closes that descriptor number a second time.
+        self.staging = nil
         do {
             try storage.publish(staging, as: id)
         } catch {
             failed = true
             throw error
         }
-        self.staging = nil
         let size = fileOffset
         let chunks = entries.map { chunk, offset in
             ChunkLocation(id: chunk.id, pack: id, offset: offset, length: chunk.bytes.count,

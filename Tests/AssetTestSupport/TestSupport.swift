@@ -25,6 +25,11 @@ public struct TestRandom: RandomNumberGenerator {
 /// `count` pseudo-random bytes, the same for the same seed.
 public func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var generator = TestRandom(seed: seed)
+    return randomBytes(count, using: &generator)
+}
+
+/// The next `count` bytes of `generator`: whole 64-bit words, then the low bytes of one word each.
+public func randomBytes<G: RandomNumberGenerator>(_ count: Int, using generator: inout G) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: count)
     out.withUnsafeMutableBytes { raw in
         let words = count / 8
@@ -63,31 +68,45 @@ public struct TestFailure: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// Removes a directory tree without following symlinks; names are handled as raw bytes.
+/// Removes a directory tree (rm -rf) without following symlinks; names are handled as raw bytes. No recursion
+/// and no PATH_MAX limit (unlinkat below directory descriptors), so it copes with very deep trees; directories
+/// below `path` are made accessible (0700) before their contents are removed. What cannot be removed is skipped.
 public func removeTree(_ path: String) {
-    let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-    if fd < 0 {
+    var st = stat()
+    guard lstat(path, &st) == 0 else { return }
+    if st.st_mode & S_IFMT != S_IFDIR {
         unlink(path)
         return
     }
-    removeContents(fd)
-    close(fd)
-    rmdir(path)
-}
-
-private func removeContents(_ fd: Int32) {
-    for name in rawNames(fd) {
-        let cname = name.map { CChar(bitPattern: $0) } + [0]
-        if unlinkat(fd, cname, 0) != 0 {
-            let child = openat(fd, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            if child >= 0 {
-                fchmod(child, 0o700)
-                removeContents(child)
-                close(child)
+    let top = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    guard top >= 0 else { return }
+    // Stack of (directory fd, its name in the parent, children that could not be removed and are skipped).
+    var stack: [(fd: Int32, name: [CChar], skip: Set<[UInt8]>)] = [(top, [], [])]
+    while let current = stack.last {
+        var descended = false
+        for name in rawNames(current.fd) where !current.skip.contains(name) {
+            let c = name.map { CChar(bitPattern: $0) } + [0]
+            if unlinkat(current.fd, c, 0) == 0 { continue }
+            if errno == EISDIR || errno == EPERM {
+                if unlinkat(current.fd, c, AT_REMOVEDIR) == 0 { continue }
+                let child = openat(current.fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if child >= 0 {
+                    fchmod(child, 0o700)
+                    stack.append((child, c, []))
+                    descended = true
+                    break
+                }
             }
-            unlinkat(fd, cname, AT_REMOVEDIR)
+            stack[stack.count - 1].skip.insert(name)
+        }
+        if descended { continue }
+        let done = stack.removeLast()
+        close(done.fd)
+        if let parent = stack.last, unlinkat(parent.fd, done.name, AT_REMOVEDIR) != 0 {
+            stack[stack.count - 1].skip.insert(done.name.dropLast().map { UInt8(bitPattern: $0) })
         }
     }
+    rmdir(path)
 }
 
 /// The names in a directory as raw bytes, without "." and "..".
@@ -95,6 +114,7 @@ public func rawNames(_ fd: Int32) -> [[UInt8]] {
     let copy = dup(fd)
     guard copy >= 0, let dir = fdopendir(copy) else { return [] }
     defer { closedir(dir) }
+    rewinddir(dir)  // the dup shares its offset with `fd`: a second listing of the same descriptor starts over
     var names: [[UInt8]] = []
     while let entry = readdir(dir) {
         let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> [UInt8] in

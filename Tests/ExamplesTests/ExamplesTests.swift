@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -46,19 +47,19 @@ struct ExamplesTests {
     func runExample(_ name: String, afterTimeout: (String) -> Void = { _ in }) throws {
         try Paths.requireBinary()
         let script = "\(Paths.examples)/\(name)/run.sh"
-        guard FileManager.default.fileExists(atPath: script) else { throw Failure("no example script at \(script)") }
+        guard FileManager.default.fileExists(atPath: script) else { throw TestFailure("no example script at \(script)") }
         let base = try makeTemporaryDirectory(name)
         let work = base + "/work"
         let argv = ["/bin/bash", script, Paths.assetfs, work]
         let result = try runScript(argv, logPrefix: base + "/run", timeout: Self.timeout) {
-            let left = MountTable.detachAll(under: work, logDir: base)
+            let left = detachMounts(under: work, logDir: base)
             if !left.isEmpty { Issue.record("still mounted after fusermount3 -u -z: \(left)") }
             afterTimeout(work)
         }
         // The script unmounts in its trap whatever happens; make sure, and never leave a mount behind.
-        let leftover = MountTable.mounts(under: work)
+        let leftover = MountInfo.mounts(under: work)
         if !leftover.isEmpty {
-            let still = MountTable.detachAll(under: work, logDir: base)
+            let still = detachMounts(under: work, logDir: base)
             Issue.record("the example left mounts behind: \(leftover)\(still.isEmpty ? "" : "; still mounted: \(still)")")
         }
         let lines = result.stdout.split(separator: "\n").map(String.init)
@@ -68,7 +69,7 @@ struct ExamplesTests {
         } else if lines.last != marker {
             Issue.record(Comment(rawValue: "example \(name) exited 0 but its last line is not `\(marker)`: " + result.report(argv, keptIn: base)))
         }
-        if result.succeeded && lines.last == marker && leftover.isEmpty && MountTable.mounts(under: base).isEmpty {
+        if result.succeeded && lines.last == marker && leftover.isEmpty && MountInfo.mounts(under: base).isEmpty {
             try? FileManager.default.removeItem(atPath: base)
         }
     }

@@ -1,4 +1,5 @@
 import AssetStore
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -105,7 +106,7 @@ struct ByteTests {
         defer { Glibc.close(fd) }
         let capacity = 300_000 + 4096
         var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 4096, capacity) == 0, let buffer = raw else { throw Failure("posix_memalign failed") }
+        guard posix_memalign(&raw, 4096, capacity) == 0, let buffer = raw else { throw TestFailure("posix_memalign failed") }
         defer { free(buffer) }
         var failures = 0
         let cuts = chunkBoundaries(source)

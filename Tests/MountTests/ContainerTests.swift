@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -25,7 +26,7 @@ struct ContainerTests {
     @Test("bwrap with a version bind-mounted read-only at /data sees the same bytes")
     func bubblewrap() throws {
         guard FileManager.default.isExecutableFile(atPath: Self.bwrap) else {
-            throw Failure("bwrap is not installed: apt-get install bubblewrap")
+            throw TestFailure("bwrap is not installed: apt-get install bubblewrap")
         }
         let (f, data) = try openFixture("bwrap")
         defer { f.close() }

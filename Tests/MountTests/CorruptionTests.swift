@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -25,11 +26,11 @@ struct CorruptionTests {
         // Find a known incompressible run of the victim inside the pack (random data is stored raw) and flip a
         // byte in the middle of it: the middle of one chunk record's payload.
         let pack = firstPacks[0]
-        guard var packBytes = FileManager.default.contents(atPath: pack) else { throw Failure("cannot read \(pack)") }
+        guard var packBytes = FileManager.default.contents(atPath: pack) else { throw TestFailure("cannot read \(pack)") }
         let victimOffset = 1_500_000
         let needle = Data(victim[victimOffset..<(victimOffset + 64)])
         guard let found = packBytes.range(of: needle) else {
-            throw Failure("the victim's bytes at offset \(victimOffset) were not found raw in \(pack)")
+            throw TestFailure("the victim's bytes at offset \(victimOffset) were not found raw in \(pack)")
         }
         #expect(packBytes.range(of: needle, in: found.upperBound..<packBytes.endIndex) == nil, "the 64-byte needle is unique")
         let flip = found.lowerBound + 32
@@ -56,7 +57,7 @@ struct CorruptionTests {
             let fd = try openRead(f.path("data/v1/victim.bin"), extraFlags: O_DIRECT_FLAG)
             defer { Glibc.close(fd) }
             var raw: UnsafeMutableRawPointer?
-            guard posix_memalign(&raw, 4096, 8192) == 0, let buffer = raw else { throw Failure("posix_memalign") }
+            guard posix_memalign(&raw, 4096, 8192) == 0, let buffer = raw else { throw TestFailure("posix_memalign") }
             defer { free(buffer) }
             let n = pread(fd, buffer, 100, off_t(victimOffset))
             let code = errno

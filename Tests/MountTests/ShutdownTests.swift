@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -112,7 +113,7 @@ struct ShutdownTests {
 
         // In-process call: the watchdog aborts the connection after its budget.
         let pid = try f.mount()
-        #expect(kill(pid, SIGSTOP) == 0)
+        #expect(stopProcess(pid))
         let started = Date()
         let (rc, code) = f.io("statfs on a stopped daemon", seconds: 2, expectHang: true) { () -> (Int32, Int32) in
             do {
@@ -136,7 +137,7 @@ struct ShutdownTests {
 
         // Child process: the timeout aborts the connection so the stuck child can be killed and reaped.
         let pid2 = try f.mount()
-        #expect(kill(pid2, SIGSTOP) == 0)
+        #expect(stopProcess(pid2))
         let child = f.run(["stat", "-f", f.mnt], timeout: 2)
         #expect(child.timedOut && child.seconds < 15, "\(child)")
         #expect(child.signal == SIGKILL || child.exitCode != 0, "\(child)")

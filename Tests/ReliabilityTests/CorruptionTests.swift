@@ -1,4 +1,5 @@
 import AssetStore
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -74,7 +75,7 @@ struct KnownStore {
         let all = Set(known.files.values.flatMap(\.chunks))
         let stored = Set(known.packs.values.flatMap { $0.map(\.id) })
         guard all.isSubset(of: stored) else {
-            throw Failure("the test's chunking does not match the store: \(all.subtracting(stored).count) computed chunk ids are in no pack footer")
+            throw TestFailure("the test's chunking does not match the store: \(all.subtracting(stored).count) computed chunk ids are in no pack footer")
         }
         return known
     }
@@ -101,7 +102,7 @@ extension Reliability {
 
         /// Chunks of the file at `use`, in order.
         static func chunks(_ known: KnownStore, _ version: String, _ path: String) throws -> [ContentHash] {
-            guard let c = known.files[KnownStore.FileUse(version: version, path: path)]?.chunks else { throw Failure("no \(version):\(path)") }
+            guard let c = known.files[KnownStore.FileUse(version: version, path: path)]?.chunks else { throw TestFailure("no \(version):\(path)") }
             return c
         }
 

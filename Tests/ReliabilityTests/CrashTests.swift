@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -289,7 +290,7 @@ extension Reliability {
                 let i = round
                 round += 1
                 let listed = try f.versions()
-                guard let latest = listed.keys.max() else { throw Failure("no versions listed") }
+                guard let latest = listed.keys.max() else { throw TestFailure("no versions listed") }
                 let ws = "ws\(i)"
                 try f.cliOK(["workspace", "create", "data", ws, "--from", "v\(latest)"])
                 removeTree(mirror)
@@ -299,7 +300,7 @@ extension Reliability {
                 let patchAt = Int(rng.next() % 3_900_000)
                 let wsDir = f.mnt + "/data/workspaces/" + ws
                 try f.io("wait for \(wsDir)") {
-                    guard poll(seconds: 5, { access(wsDir, F_OK) == 0 }) != nil else { throw Failure("\(wsDir) did not appear in the mount") }
+                    guard poll(seconds: 5, { access(wsDir, F_OK) == 0 }) != nil else { throw TestFailure("\(wsDir) did not appear in the mount") }
                 }
                 try f.io("workspace writes in \(ws)") { try applyChanges(wsDir, i, newBytes: newBytes, patch: patch, patchAt: patchAt) }
                 try applyChanges(mirror, i, newBytes: newBytes, patch: patch, patchAt: patchAt)

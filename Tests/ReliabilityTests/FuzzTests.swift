@@ -1,4 +1,5 @@
 import AssetStore
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -7,7 +8,8 @@ import Glibc
 
 /// Seeded mutation fuzzing of the on-disk parsers inside the test run. Each loop runs in an exit test (a child
 /// process), so a trap is a failed test rather than a crashed test run; before each case the child writes the
-/// case to `.build/propfuzz-TARGET.case`, which the parent reports when the child dies.
+/// case to `propfuzz-TARGET.case` in the build directory (`.build` unless
+/// `--scratch-path` named another), which the parent reports when the child dies.
 enum PropertyFuzz {
     struct Stats {
         var executions = 0
@@ -18,7 +20,7 @@ enum PropertyFuzz {
         var problems: [String] = []
     }
 
-    static func caseFile(_ target: String) -> String { Paths.packageRoot + "/.build/propfuzz-\(target).case" }
+    static func caseFile(_ target: String) -> String { Paths.buildRoot + "/propfuzz-\(target).case" }
 
     /// Remembers the case about to run (overwrites the file: cheap enough at these rates).
     final class CaseNote {

@@ -1,4 +1,5 @@
 import AssetStore
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)

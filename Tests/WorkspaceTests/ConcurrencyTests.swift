@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)

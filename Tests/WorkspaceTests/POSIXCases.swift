@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -166,6 +167,28 @@ enum POSIXCases {
             r.close(fd, "big")
             r.stat("big.bin")
             r.readFile("big.bin")
+        },
+        // A descriptor opened before another open truncates the file (O_TRUNC) must see the truncation: a write
+        // through it into the middle of an old block fills the rest of that block with zeros, not the base's
+        // old bytes (random-model seed 150083136 found this).
+        POSIXCase(name: "trunc-through-other-descriptor") { r in
+            let old = r.open("big.bin", O_RDWR)
+            let reader = r.open("base.txt", O_RDONLY)
+            let trunc = r.open("big.bin", O_WRONLY | O_TRUNC)
+            r.pwrite(trunc, "trunc", "tail", at: 300_000)
+            r.pwrite(old, "old", String(repeating: "w", count: 5_000), at: 164_089)
+            r.pread(old, "old", 6_000, at: 163_840)
+            r.pread(old, "old", 200, at: 299_900)
+            r.fstat(old, "old")
+            let writer = r.open("base.txt", O_WRONLY)
+            r.pwrite(writer, "writer", "edited", at: 100)
+            r.pread(reader, "reader", 120, at: 0)
+            r.close(writer, "writer")
+            r.close(reader, "reader")
+            r.close(trunc, "trunc")
+            r.close(old, "old")
+            r.readFile("big.bin")
+            r.readFile("base.txt")
         },
         POSIXCase(name: "rename-file-across-dirs") { r in
             r.rename("base.txt", "dir/moved.txt")

@@ -19,7 +19,7 @@ struct WatchdogTests {
         let ws = try fx.createWorkspace("ws", from: v)
         try fx.io("a write before the hang") { try writeFile(ws + "/before.txt", Array("ok".utf8)) }
 
-        #expect(kill(pid, SIGSTOP) == 0)
+        #expect(stopProcess(pid))
         defer { kill(pid, SIGCONT) }
         let started = Date()
         let outcome = fx.io("a write into a stopped daemon", seconds: 2, expectHang: true) { () -> Int32 in

@@ -1,47 +1,12 @@
 import AssetStore
+import AssetTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// SplitMix64: reproducible, incompressible test bytes.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var g = SplitMix64(seed: seed)
-    var out = [UInt8](repeating: 0, count: count)
-    out.withUnsafeMutableBytes { raw in
-        let words = count / 8
-        for i in 0..<words { raw.storeBytes(of: g.next(), toByteOffset: i * 8, as: UInt64.self) }
-        for i in (words * 8)..<count { raw[i] = UInt8(truncatingIfNeeded: g.next()) }
-    }
-    return out
-}
-
-/// Compressible CSV text of about `count` bytes (zstd blocks, not raw).
-func csvBytes(_ count: Int, seed: UInt64) -> [UInt8] {
-    var g = SplitMix64(seed: seed)
-    var out = Array("id,label,score,split\n".utf8)
-    out.reserveCapacity(count + 64)
-    var i = 0
-    let labels = ["cat", "dog", "bird", "fish", "horse", "frog"]
-    while out.count < count {
-        let r = g.next()
-        out += Array("\(i),\(labels[Int(r % 6)]),0.\(r % 100_000),\(r % 10 == 0 ? "test" : "train")\n".utf8)
-        i += 1
-    }
-    return out
-}
+/// This target's test bytes come from SplitMix64 (not AssetTestSupport's `TestRandom`, which this shadows).
+func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] { SplitMix64.bytes(count, seed: seed) }
 
 func sha256Hex(_ bytes: [UInt8]) -> String { ContentHash.of(bytes).hex }
 

@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -118,7 +119,7 @@ enum Killer {
 
     static func requireStrace() throws {
         guard FileManager.default.isExecutableFile(atPath: "/usr/bin/strace") else {
-            throw Failure("strace is required for the systematic crash tests (apt-get install strace)")
+            throw TestFailure("strace is required for the systematic crash tests (apt-get install strace)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import AssetStore
+import AssetTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -30,11 +31,10 @@ final class MemoryPackStorage: PackStorage, @unchecked Sendable {
     }
 
     func publish(_ staging: StagingPack, as id: ContentHash) throws {
+        defer { staging.descriptor.close() }  // publish consumes the staging pack on every path
         var st = stat()
         fstat(staging.descriptor.raw, &st)
-        let bytes = try staging.descriptor.pread(count: Int(st.st_size), at: 0)
-        staging.descriptor.close()
-        set(id, bytes)
+        set(id, try staging.descriptor.pread(count: Int(st.st_size), at: 0))
     }
 
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {

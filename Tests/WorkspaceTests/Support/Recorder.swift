@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -154,7 +155,7 @@ final class Recorder {
         }
         defer { Glibc.close(fd) }
         do {
-            lines.append("content(\(rel)) = " + Self.digest(try readAll(fd: fd, path: path(rel))))
+            lines.append("content(\(rel)) = " + Self.digest(try preadAll(fd: fd, path: path(rel))))
         } catch let e as SysError {
             lines.append("content(\(rel)) = -1 \(errnoName(e.code))")
         } catch {

@@ -1,3 +1,4 @@
+import AssetTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc
