@@ -5,22 +5,39 @@ import Dispatch
 /// A file being imported: its chunk hashes arrive from the pipeline, its whole-file hash from the reader.
 final class FileBuild: @unchecked Sendable {
     let size: UInt64
-    var offsets: [UInt64] = []
-    /// Filled by the pipeline thread after each batch (under the pipeline's lock).
-    var chunkHashes: [ContentHash?] = []
     /// Set by the reader for files of two or more chunks; single-chunk files reuse their chunk's hash.
     var streamedHash: ContentHash?
     var id: Int64?
+    private let lock = Lock()
+    // Protected by `lock`: the reader appends chunks while the pipeline thread fills in the hashes of earlier
+    // ones (a large file spans many batches), so neither array may be touched without it.
+    private var offsets: [UInt64] = []
+    private var chunkHashes: [ContentHash?] = []
 
     init(size: UInt64) { self.size = size }
 
     static let emptyHash = ContentHash.of([UInt8]())
 
+    var chunkCount: Int { lock.withLock { offsets.count } }
+
+    /// Adds the next chunk (its hash if already known); returns its index.
+    func appendChunk(offset: UInt64, hash: ContentHash?) -> Int {
+        lock.withLock {
+            offsets.append(offset)
+            chunkHashes.append(hash)
+            return offsets.count - 1
+        }
+    }
+
+    func setHash(_ hash: ContentHash, at index: Int) { lock.withLock { chunkHashes[index] = hash } }
+
+    /// The chunk list so far: offsets and hashes (nil where a batch is not processed yet).
+    func chunks() -> (offsets: [UInt64], hashes: [ContentHash?]) { lock.withLock { (offsets, chunkHashes) } }
+
     /// Valid once every batch holding the file's chunks has been processed.
     var hash: ContentHash {
         if let streamedHash { return streamedHash }
-        if chunkHashes.isEmpty { return Self.emptyHash }
-        return chunkHashes[0]!
+        return lock.withLock { chunkHashes.isEmpty ? Self.emptyHash : chunkHashes[0]! }
     }
 }
 
@@ -120,7 +137,7 @@ final class ImportPipeline: @unchecked Sendable {
         var fresh = [Int]()
         try lock.withLock {
             for (i, job) in jobs.enumerated() {
-                job.file.chunkHashes[job.index] = hashes[i]
+                job.file.setHash(hashes[i], at: job.index)
                 if known.contains(hashes[i]) { continue }
                 known.insert(hashes[i])
                 if try repo.catalog.chunkLocation(hashes[i]) == nil {
@@ -166,9 +183,10 @@ final class ImportPipeline: @unchecked Sendable {
             switch pending[pendingHead] {
             case .file(let f):
                 // A file is enqueued when its last chunk is cut, possibly before that chunk's batch is processed.
-                let chunkHashes = f.chunkHashes.compactMap { $0 }
-                if chunkHashes.count < f.chunkHashes.count || chunkHashes.contains(where: unsealed.contains) { return }
-                let id = try w.insertFile(hash: f.hash, size: f.size, chunks: Array(zip(f.offsets, chunkHashes)).map { ($0, $1) })
+                let (offsets, hashes) = f.chunks()
+                let chunkHashes = hashes.compactMap { $0 }
+                if chunkHashes.count < hashes.count || chunkHashes.contains(where: unsealed.contains) { return }
+                let id = try w.insertFile(hash: f.hash, size: f.size, chunks: Array(zip(offsets, chunkHashes)).map { ($0, $1) })
                 f.id = id
                 fileIDs[f.hash] = id
             case .tree(var t):

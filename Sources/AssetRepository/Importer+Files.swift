@@ -75,7 +75,7 @@ extension Importer {
                 let length = chunker.cutPoint(view)
                 let bytes = Array(UnsafeRawBufferPointer(rebasing: view[0..<length]))
                 // Single-chunk files use their chunk hash as the file hash: hash the stream only from chunk two.
-                if file.offsets.isEmpty {
+                if file.chunkCount == 0 {
                     firstChunk = bytes
                 } else {
                     if let first = firstChunk {
@@ -85,9 +85,8 @@ extension Importer {
                     }
                     hasher!.update(bytes)
                 }
-                file.offsets.append(offset)
-                file.chunkHashes.append(nil)
-                addJob(ChunkJob(file: file, index: file.offsets.count - 1, bytes: bytes))
+                let index = file.appendChunk(offset: offset, hash: nil)
+                addJob(ChunkJob(file: file, index: index, bytes: bytes))
                 offset += UInt64(length)
                 start += length
                 bytesRead += UInt64(length)

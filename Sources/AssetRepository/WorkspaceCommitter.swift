@@ -205,8 +205,7 @@ extension WorkspaceCommitter {
                clean(position, position + UInt64(c.location.rawLength)) {
                 let bytes = try repo.reader.readSlice(c.location)
                 hash.update(bytes)
-                file.offsets.append(position)
-                file.chunkHashes.append(c.location.id)
+                _ = file.appendChunk(offset: position, hash: c.location.id)
                 position += UInt64(bytes.count)
                 window.removeAll()
                 continue
@@ -222,9 +221,8 @@ extension WorkspaceCommitter {
             let chunk = Array(window[0..<cut])
             window.removeFirst(cut)
             hash.update(chunk)
-            file.offsets.append(position)
-            file.chunkHashes.append(nil)
-            importer.addJob(ChunkJob(file: file, index: file.offsets.count - 1, bytes: chunk))
+            let index = file.appendChunk(offset: position, hash: nil)
+            importer.addJob(ChunkJob(file: file, index: index, bytes: chunk))
             if importer.batchBytes >= importer.batchLimit { try importer.flushBatch() }
             position += UInt64(cut)
         }

@@ -174,10 +174,11 @@ extension WorkspaceOverlay {
 
     func read(_ id: UInt64, offset: UInt64, count: Int) throws -> [UInt8] {
         let h = try handle(id)
-        let node = lock.withLock { h.node }
-        let size = try h.delta?.size ?? node.size
+        // Both under the lock: another descriptor's open may give this handle a delta (refreshHandles).
+        let (node, delta) = lock.withLock { (h.node, h.delta) }
+        let size = try delta?.size ?? node.size
         do {
-            return try Workspace.readMerged(node, size: size, delta: h.delta, offset: offset, count: count) { off, n in
+            return try Workspace.readMerged(node, size: size, delta: delta, offset: offset, count: count) { off, n in
                 guard let file = node.baseFileID else { return [UInt8](repeating: 0, count: n) }
                 return try readBase(file, off, n)
             }
