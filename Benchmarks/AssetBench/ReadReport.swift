@@ -103,7 +103,7 @@ struct ReadReport {
                verdict(startCold <= 0.1)])
         var lines = [t.render(), ""]
         lines.append("Mount start = spawning `assetfs mount --background` until it returns (it polls for readiness every "
-            + "20 ms). With the data set's \(DataSetLayout.versions) versions only: "
+            + "5 ms). With the data set's \(DataSetLayout.versions) versions only: "
             + startFew.map { fixed($0 * 1000, 1) }.joined(separator: ", ") + " ms; with \(storeVersions) versions: "
             + "caches dropped \(fixed(startCold * 1000, 1)) ms, warm " + startWarm.map { fixed($0 * 1000, 1) }.joined(separator: ", ")
             + " ms.")
