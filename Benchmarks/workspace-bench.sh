@@ -29,21 +29,33 @@ cat "$work/src/big.bin" > /dev/null   # in page cache for every writer alike
 "$bin" init -q
 "$bin" mount "$work/mnt" --background -q >/dev/null
 
-# 1. Sequential write into a workspace vs a native write to the same disk.
-t0=$(now); dd if="$work/src/big.bin" of="$work/native.bin" bs=1M conv=fsync status=none; t1=$(now)
-native=$(elapsed "$t0" "$t1"); rm -f "$work/native.bin"
+best() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
+
+# 1. Sequential write into a workspace vs a native write to the same disk, best of three each (a single
+# fsynced write of 1 GiB varied from 580 to 1800 MB/s natively here).
 mkdir -p "$work/empty"
 "$bin" import data "$work/empty" -q >/dev/null
 "$bin" workspace create data w1 -q >/dev/null
-t0=$(now); dd if="$work/src/big.bin" of="$work/mnt/data/workspaces/w1/big.bin" bs=1M conv=fsync status=none; t1=$(now)
-wswrite=$(elapsed "$t0" "$t1")
+natives=(); wswrites=()
+for round in 1 2 3; do
+    t0=$(now); dd if="$work/src/big.bin" of="$work/native.bin" bs=1M conv=fsync status=none; t1=$(now)
+    natives+=("$(elapsed "$t0" "$t1")"); rm -f "$work/native.bin"
+    target="$work/mnt/data/workspaces/w1/big$round.bin"
+    t0=$(now); dd if="$work/src/big.bin" of="$target" bs=1M conv=fsync status=none; t1=$(now)
+    wswrites+=("$(elapsed "$t0" "$t1")")
+done
+echo "native write rounds: ${natives[*]} s; workspace write rounds: ${wswrites[*]} s" >&2
+native=$(best "${natives[@]}")
+wswrite=$(best "${wswrites[@]}")
+# Keep one copy for the commit below.
+mv "$work/mnt/data/workspaces/w1/big1.bin" "$work/mnt/data/workspaces/w1/big.bin"
+rm -f "$work/mnt/data/workspaces/w1/big2.bin" "$work/mnt/data/workspaces/w1/big3.bin"
 
 # 2. Commit of that file vs import of the same bytes into a second, empty store (nothing deduplicates).
 # Both start from the same memory state (caches dropped), and each is the best of three rounds with fresh
 # random bytes: single runs varied from 0.63x to 0.89x on a quiet machine, the time going to the kernel's
 # copy into new page-cache pages while packs are written, for commit and import alike.
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-best() { python3 -c "import sys; print(min(map(float, sys.argv[1:])))" "$@"; }
 commits=(); imports=()
 for round in 1 2 3; do
     srcdir="$work/src"
@@ -113,7 +125,7 @@ def row(name, measured, target, ok):
 print(f"### Workspaces ({mib} MiB file, random data)\n")
 print("| measure | measured | target | result |")
 print("|:--|--:|:--|:--|")
-row("sequential write into a workspace vs native (dd bs=1M, fsync)", f"{mb/wswrite:.0f} vs {mb/native:.0f} MB/s = {native/wswrite:.2f}x", ">= 0.5x", native / wswrite >= 0.5)
+row("sequential write into a workspace vs native (dd bs=1M, fsync, best of 3 each)", f"{mb/wswrite:.0f} vs {mb/native:.0f} MB/s = {native/wswrite:.2f}x", ">= 0.5x", native / wswrite >= 0.5)
 row("commit of the written file vs import of the same bytes (best of 3 each)", f"{mb/commit:.0f} vs {mb/imp:.0f} MB/s = {imp/commit:.2f}x", ">= 0.8x", imp / commit >= 0.8)
 row("commit of a 4 KiB edit (base's packs cached)", f"{edit:.2f} s", "< 1 s", edit < 1)
 print(f"| commit of a 4 KiB edit, caches dropped (for reference) | {editcold:.2f} s | - | - |")
