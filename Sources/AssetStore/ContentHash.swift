@@ -7,11 +7,22 @@ public struct ContentHash: Hashable, Sendable, Comparable, CustomStringConvertib
     // Stored as four words so the type stays small, hashable and free of heap allocation.
     public let w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
+    /// 32 bytes, most significant first. Catalog rows and pack indexes decode hashes by the thousand: four
+    /// word loads, no allocation.
+    public init(bytes raw: UnsafeRawBufferPointer) {
+        precondition(raw.count == Self.byteCount, "a content hash is 32 bytes")
+        w0 = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        w1 = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        w2 = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
+        w3 = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 24, as: UInt64.self))
+    }
+
     public init<C: Collection>(bytes: C) where C.Element == UInt8 {
-        precondition(bytes.count == Self.byteCount, "a content hash is 32 bytes")
-        var words = [UInt64](repeating: 0, count: 4)
-        for (i, b) in bytes.enumerated() { words[i / 8] = (words[i / 8] << 8) | UInt64(b) }
-        (w0, w1, w2, w3) = (words[0], words[1], words[2], words[3])
+        if let hash = bytes.withContiguousStorageIfAvailable({ ContentHash(bytes: UnsafeRawBufferPointer($0)) }) {
+            self = hash
+            return
+        }
+        self = Array(bytes).withUnsafeBytes { ContentHash(bytes: $0) }
     }
 
     /// Parses 64 hex digits; nil for anything else.
@@ -39,12 +50,11 @@ public struct ContentHash: Hashable, Sendable, Comparable, CustomStringConvertib
     }
 
     public var bytes: [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(32)
-        for w in [w0, w1, w2, w3] {
-            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: w >> UInt64(shift))) }
+        [UInt8](unsafeUninitializedCapacity: Self.byteCount) { buffer, count in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            for (i, w) in [w0, w1, w2, w3].enumerated() { raw.storeBytes(of: w.bigEndian, toByteOffset: i * 8, as: UInt64.self) }
+            count = Self.byteCount
         }
-        return out
     }
 
     public var hex: String {
