@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A pinned version inside a container: bubblewrap bind-mounts MNT/data/v3 read-only at /data, once as root
 # and once as uid 1000 (unprivileged bwrap in a user namespace, started through setpriv). The mount uses
-# -o allow_other, without which no other uid (and so no rootless container) can enter it.
+# -o allow_other, without which no other uid (and so no rootless container) can enter it, and -o ro: a host
+# that only feeds containers needs no workspaces, and a versions-only mount opens files without asking the
+# daemon.
 #
 # usage: run.sh [ASSETFS_BINARY [WORK_DIR]]
 # Checks: the container sees the same bytes as the host (sha256 of every file, and the sha256 xattr), every
@@ -13,9 +15,12 @@ command -v bwrap >/dev/null || die "bwrap is not installed (apt-get install bubb
 require_reachable_by_other_users
 
 for v in 1 2 3; do sample_version "$v"; done
-mount_assets -o allow_other
+mount_assets -o allow_other -o ro
 options="$(awk -v p="$MNT" '$5 == p { print $NF }' /proc/self/mountinfo)"
 echo "mount options: $options"
+mount_flags="$(awk -v p="$MNT" '$5 == p { print $6 }' /proc/self/mountinfo)"
+case ",$mount_flags," in *,ro,*) ;; *) die "-o ro did not make a read-only mount: $mount_flags" ;; esac
+[ ! -e "$MNT/data/workspaces" ] || die "a versions-only mount shows workspaces"
 case ",$options," in *,allow_other,*) ;; *) die "no allow_other in the mount's options: $options" ;; esac
 case ",$options," in *,default_permissions,*) ;; *) die "allow_other without default_permissions: $options" ;; esac
 

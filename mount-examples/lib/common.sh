@@ -117,7 +117,7 @@ sample_version() {
     check "import of edit $v" "$out" "data v$v"
 }
 
-# mount_assets [-o allow_other]: mounts the store at $MNT in the background and checks it answers as FUSE.
+# mount_assets [-o OPTION]...: mounts the store at $MNT in the background and checks it answers as FUSE.
 mount_assets() {
     "$ASSETFS" mount "$MNT" --background "$@" >/dev/null
     check "statfs type of $MNT" "$(stat -f -c %t "$MNT")" "65735546"
