@@ -97,20 +97,21 @@ public final class FUSEMount {
         logger.info("unmounted", metadata: ["mountpoint": "\(mountpoint)", "status": "\(status)"])
     }
 
-    /// Keeps a duplicate of the /dev/fuse descriptor at the highest number this process may open.
+    /// Keeps a duplicate of the /dev/fuse descriptor numbered above fusermount3's control socket.
     ///
     /// Why: when the daemon is killed, fusermount3 (auto_unmount) wakes as soon as its control socket closes
     /// and unmounts only if opening the mountpoint fails with ENOTCONN, i.e. only if the connection is
     /// already gone. A dying process closes descriptors in ascending order and the kernel then releases them
-    /// last-closed first, so the connection must hold the highest number to be torn down before the socket.
+    /// last-closed first, so the connection must hold a higher number than the socket to go first.
     /// Without this, a descriptor number freed by another thread during mount could put /dev/fuse below the
     /// socket: fusermount3's open then waited on the dying connection, failed with ECONNABORTED, and the
     /// dead mount stayed (about 1 kill in 40 under load).
+    /// (Any number above the socket's does; 1023, or just under a lower limit, keeps the kernel's descriptor
+    /// table small where the limit is in the millions.)
     static func holdConnectionLast(_ fd: Int32) -> Int32 {
         var limit = rlimit()
         guard fd >= 0, getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return -1 }
-        let highest = Int32(clamping: min(limit.rlim_cur, 1 << 20)) - 1
-        return fcntl(fd, F_DUPFD_CLOEXEC, highest - 64)
+        return fcntl(fd, F_DUPFD_CLOEXEC, Int32(clamping: min(limit.rlim_cur, 1024)) - 1)
     }
 
     /// Finds the mount's device in /proc/self/mountinfo and raises its bdi read-ahead, so sequential reads
