@@ -9,20 +9,7 @@ public struct ChunkReader: Sendable {
 
     /// The whole chunk, verified against its SHA-256.
     public func read(_ location: ChunkLocation) throws -> [UInt8] {
-        let record = try uninitializedBytes(location.length) { try storage.read(location.pack, at: location.offset, into: $0) }
-        guard record.count == location.length else {
-            throw StoreError.corrupt("chunk \(location.id.short) in pack \(storage.describe(location.pack)): pack is truncated")
-        }
-        return try record.withUnsafeBytes { raw in
-            do {
-                return try decompressors.withDecompressor { d in
-                    try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength,
-                                           tableHash: location.tableHash, decompressor: d)
-                }
-            } catch let error as StoreError {
-                throw StoreError(error.code, "\(error.message) (pack \(storage.describe(location.pack)), offset \(location.offset))")
-            }
-        }
+        try withRecord(location) { _, raw in try decode(raw, location) }
     }
 
     /// The whole chunk, verified, as a slice of the buffer it was read into. For an all-raw record (float
@@ -30,23 +17,31 @@ public struct ChunkReader: Sendable {
     /// in place instead of being copied: a commit that streams a large base file through this saves one copy of
     /// every byte. Other records are decoded as by `read`.
     public func readSlice(_ location: ChunkLocation) throws -> ArraySlice<UInt8> {
+        try withRecord(location) { record, raw in
+            if let payload = try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength,
+                                                        tableHash: location.tableHash) {
+                return record[payload]
+            }
+            return try decode(raw, location)[...]
+        }
+    }
+
+    /// Reads a chunk's whole record and runs `body` on it; damage is reported with the pack and offset.
+    private func withRecord<T>(_ location: ChunkLocation, _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
         let record = try uninitializedBytes(location.length) { try storage.read(location.pack, at: location.offset, into: $0) }
         guard record.count == location.length else {
             throw StoreError.corrupt("chunk \(location.id.short) in pack \(storage.describe(location.pack)): pack is truncated")
         }
         do {
-            return try record.withUnsafeBytes { raw -> ArraySlice<UInt8> in
-                if let payload = try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength,
-                                                            tableHash: location.tableHash) {
-                    return record[payload]
-                }
-                return try decompressors.withDecompressor { d in
-                    try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength,
-                                           tableHash: location.tableHash, decompressor: d)
-                }[...]
-            }
+            return try record.withUnsafeBytes { try body(record, $0) }
         } catch let error as StoreError {
             throw StoreError(error.code, "\(error.message) (pack \(storage.describe(location.pack)), offset \(location.offset))")
+        }
+    }
+
+    private func decode(_ raw: UnsafeRawBufferPointer, _ location: ChunkLocation) throws -> [UInt8] {
+        try decompressors.withDecompressor { d in
+            try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength, tableHash: location.tableHash, decompressor: d)
         }
     }
 
