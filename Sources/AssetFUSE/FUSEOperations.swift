@@ -74,9 +74,7 @@ enum FUSEOperations {
                 let bytes = handle == 0 && vfs.servesOpensInKernel
                     ? try vfs.read(inode: UInt64(ino), offset: UInt64(offset), count: size)
                     : try vfs.read(handle, offset: UInt64(offset), count: size)
-                var vectors: [iovec] = []
-                vectors.reserveCapacity(bytes.pieces.count)
-                FUSEOperations.replyGathered(req, bytes.pieces[...], &vectors)
+                FUSEOperations.reply(req, bytes)
             }
         }
         ops.release = { req, _, fi in
@@ -129,10 +127,15 @@ enum FUSEOperations {
         return ops
     }
 
-    /// size 0 asks for the length; otherwise the value must fit (ERANGE).
-    /// Replies with every piece in one gathered write: each piece's buffer stays pinned (by nesting) until the
-    /// kernel has copied it.
-    static func replyGathered(_ req: fuse_req_t?, _ pieces: ArraySlice<ArraySlice<UInt8>>, _ vectors: inout [iovec]) {
+    /// Replies with every piece of a read in one gathered write to the kernel.
+    fileprivate static func reply(_ req: fuse_req_t?, _ bytes: ReadBytes) {
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(bytes.pieces.count)
+        replyGathered(req, bytes.pieces[...], &vectors)
+    }
+
+    /// Each piece's buffer stays pinned (by nesting) until the kernel has copied it.
+    private static func replyGathered(_ req: fuse_req_t?, _ pieces: ArraySlice<ArraySlice<UInt8>>, _ vectors: inout [iovec]) {
         guard let first = pieces.first else {
             _ = vectors.withUnsafeBufferPointer { fuse_reply_iov(req, $0.baseAddress, Int32($0.count)) }
             return
@@ -143,6 +146,7 @@ enum FUSEOperations {
         }
     }
 
+    /// size 0 asks for the length; otherwise the value must fit (ERANGE).
     fileprivate static func replyXattr(_ req: fuse_req_t?, _ value: [UInt8], size: Int) throws {
         if size == 0 {
             fuse_reply_xattr(req, value.count)
