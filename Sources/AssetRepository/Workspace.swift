@@ -114,7 +114,15 @@ public final class Workspace: @unchecked Sendable {
         // Base bytes up to the base limit, zeros (a hole left by truncate-and-extend) after it.
         func fromBase(_ from: UInt64, _ to: UInt64) throws {
             let baseEnd = min(to, node.baseLimit)
-            if from < baseEnd { copy(try base(from, Int(baseEnd - from))) }
+            if from < baseEnd {
+                let bytes = try base(from, Int(baseEnd - from))
+                // The buffer is written through unchecked pointers: a short or long answer must not shift or
+                // overrun it.
+                guard bytes.count == Int(baseEnd - from) else {
+                    throw StoreError(.corrupt, "base file of workspace inode \(node.ino) gave \(bytes.count) bytes at \(from), expected \(baseEnd - from)")
+                }
+                copy(bytes)
+            }
             zeros(Int(to - max(from, baseEnd)))
         }
         guard let delta else {
