@@ -11,11 +11,7 @@ struct CommitTests {
     func refusesOpenWriters() throws {
         let fx = try WSFixture("commit-writers")
         defer { fx.close() }
-        try buildSmallBase(fx.src, bigSize: 500_000)
-        try buildSmallBase(fx.local, bigSize: 500_000)
-        let v = try fx.importVersion()
-        try fx.mount()
-        let ws = try fx.createWorkspace("ws", from: v)
+        let (v, ws) = try fx.mountedWorkspace(bigSize: 500_000)
 
         // A new file at the top, held open for writing.
         let fd = try fx.io("open held.bin") { () -> Int32 in
@@ -85,11 +81,7 @@ struct CommitTests {
     func divergence() throws {
         let fx = try WSFixture("commit-diverge")
         defer { fx.close() }
-        try buildSmallBase(fx.src, bigSize: 500_000)
-        try buildSmallBase(fx.local, bigSize: 500_000)
-        let v1 = try fx.importVersion()
-        try fx.mount()
-        let ws = try fx.createWorkspace("ws", from: v1)
+        let (v1, ws) = try fx.mountedWorkspace(bigSize: 500_000)
         try fx.io("edits") { try onBoth([ws, fx.local]) { try typicalEdits($0) } }
 
         try writeFile(fx.src + "/other.txt", Array("v2 only".utf8))
@@ -192,11 +184,7 @@ struct CommitTests {
     func keep() throws {
         let fx = try WSFixture("commit-keep")
         defer { fx.close() }
-        try buildSmallBase(fx.src, bigSize: 500_000)
-        try buildSmallBase(fx.local, bigSize: 500_000)
-        let v1 = try fx.importVersion()
-        try fx.mount()
-        let ws = try fx.createWorkspace("ws", from: v1)
+        let (v1, ws) = try fx.mountedWorkspace(bigSize: 500_000)
         try fx.io("first edits") { try onBoth([ws, fx.local]) { try typicalEdits($0) } }
 
         let v2 = try fx.commitOK("data/ws", ["--keep", "--tag", "kept"])

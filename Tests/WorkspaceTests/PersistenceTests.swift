@@ -11,11 +11,7 @@ struct PersistenceTests {
     func closedWritesSurviveKill() throws {
         let fx = try WSFixture("persist-closed")
         defer { fx.close() }
-        try buildSmallBase(fx.src)
-        try buildSmallBase(fx.local)
-        let v = try fx.importVersion()
-        try fx.mount()
-        let ws = try fx.createWorkspace("ws", from: v)
+        let (_, ws) = try fx.mountedWorkspace()
         try fx.io("edits") { try onBoth([ws, fx.local]) { try typicalEdits($0) } }
         try fx.io("compare before the kill") { try expectSameTree(ws, fx.local, "workspace before kill -9") }
 
@@ -33,11 +29,7 @@ struct PersistenceTests {
     func fsyncedWritesSurviveKill() throws {
         let fx = try WSFixture("persist-fsync")
         defer { fx.close() }
-        try buildSmallBase(fx.src)
-        try buildSmallBase(fx.local)
-        let v = try fx.importVersion()
-        try fx.mount()
-        let ws = try fx.createWorkspace("ws", from: v)
+        let (_, ws) = try fx.mountedWorkspace()
 
         var held: [Int32] = []
         defer { for fd in held { Glibc.close(fd) } }
@@ -73,11 +65,7 @@ struct PersistenceTests {
     func staleWritersDoNotBlockCommit() throws {
         let fx = try WSFixture("persist-stale")
         defer { fx.close() }
-        try buildSmallBase(fx.src)
-        try buildSmallBase(fx.local)
-        let v = try fx.importVersion()
-        try fx.mount()
-        let ws = try fx.createWorkspace("ws", from: v)
+        let (_, ws) = try fx.mountedWorkspace()
         let fd = try fx.io("open for writing") { () -> Int32 in
             try patchFile(fx.local + "/c.txt", Array("EDIT".utf8), at: 10)
             let fd = Glibc.open(ws + "/c.txt", O_RDWR | O_CLOEXEC)

@@ -101,6 +101,16 @@ final class WSFixture: MountFixture, @unchecked Sendable {
         return workspacePath(asset, name)
     }
 
+    /// The usual start of a workspace test: the small base tree in `src` and in the local model, imported as
+    /// the first version, mounted, and a workspace "ws" on it. Returns the version and the workspace's path.
+    func mountedWorkspace(bigSize: Int = 3_000_000) throws -> (version: Int, ws: String) {
+        try buildSmallBase(src, bigSize: bigSize)
+        try buildSmallBase(local, bigSize: bigSize)
+        let version = try importVersion()
+        try mount()
+        return (version, try createWorkspace("ws", from: version))
+    }
+
     /// `assetfs commit ASSET/NAME -m MSG EXTRA...` (not checked).
     func commit(_ spec: String, _ extra: [String] = [], timeout: Double = 120) -> ProcessResult {
         cli(["commit", spec, "-m", "test commit"] + extra, timeout: timeout)
