@@ -5,14 +5,14 @@ import Dispatch
 /// A file being imported: its chunk hashes arrive from the pipeline, its whole-file hash from the reader.
 final class FileBuild: @unchecked Sendable {
     let size: UInt64
-    /// Set by the reader for files of two or more chunks; single-chunk files reuse their chunk's hash.
-    var streamedHash: ContentHash?
     var id: Int64?
     private let lock = Lock()
     // Protected by `lock`: the reader appends chunks while the pipeline thread fills in the hashes of earlier
-    // ones (a large file spans many batches), so neither array may be touched without it.
+    // ones (a large file spans many batches), so neither array may be touched without it; the file hasher's
+    // thread sets `streamed` while the pipeline thread may be asking for `readyHash`.
     private var offsets: [UInt64] = []
     private var chunkHashes: [ContentHash?] = []
+    private var streamed: ContentHash?
 
     init(size: UInt64) { self.size = size }
 
@@ -34,10 +34,32 @@ final class FileBuild: @unchecked Sendable {
     /// The chunk list so far: offsets and hashes (nil where a batch is not processed yet).
     func chunks() -> (offsets: [UInt64], hashes: [ContentHash?]) { lock.withLock { (offsets, chunkHashes) } }
 
-    /// Valid once every batch holding the file's chunks has been processed.
-    var hash: ContentHash {
-        if let streamedHash { return streamedHash }
-        return lock.withLock { chunkHashes.isEmpty ? Self.emptyHash : chunkHashes[0]! }
+    /// The whole-file hash, set by the file hasher for files of two or more chunks (and by the importer for a
+    /// file reused from the parent version); a single-chunk file's hash is its chunk's.
+    var streamedHash: ContentHash? {
+        get { lock.withLock { streamed } }
+        set { lock.withLock { streamed = newValue } }
+    }
+
+    /// The whole-file hash once it is known: nil while a batch holding one of the file's chunks is unprocessed
+    /// or, for a file of two or more chunks, while the file hasher has not finished it.
+    var readyHash: ContentHash? {
+        lock.withLock {
+            if let streamed { return streamed }
+            switch chunkHashes.count {
+            case 0: return Self.emptyHash
+            case 1: return chunkHashes[0]
+            default: return nil
+            }
+        }
+    }
+
+    /// The whole-file hash, for callers that have waited for the pipeline and the file hasher.
+    func finalHash() throws -> ContentHash {
+        guard let hash = readyHash else {
+            throw RepositoryError(.failure, "internal error: a file's hash was needed before it was computed")
+        }
+        return hash
     }
 }
 
@@ -65,15 +87,19 @@ struct ChunkJob {
 /// Hashes, deduplicates, compresses and packs chunks on both cores while the reader reads ahead, and writes
 /// catalog rows only once the packs they depend on are durable.
 ///
-/// Threads: the importer's reader thread calls `submit`, `enqueue` and `drain`; batches run one at a time on
-/// `queue`, fanning out with `concurrentPerform`. Lock order: `lock` only; it is never held during pack I/O
-/// by the reader.
+/// Threads: the importer's reader thread calls `submit`, `afterSubmitted`, `enqueue` and `drain`; batches run
+/// one at a time on `queue`, fanning out with `concurrentPerform`. A full pack is fsynced and published on
+/// `sealQueue`, so hashing and compressing go on meanwhile. Lock order: `lock` only; it is never held during
+/// pack I/O.
 final class ImportPipeline: @unchecked Sendable {
     private let repo: Repository
     private let queue = DispatchQueue(label: "assetfs.import.pipeline")
     /// Bounds the batches queued or in flight, so the reader reads ahead while earlier batches are processed
-    /// (and while a pack is fsynced) without buffering more than a few batches.
+    /// without buffering more than a few batches.
     private let inFlight = DispatchSemaphore(value: 2)
+    private let sealQueue = DispatchQueue(label: "assetfs.import.seal")
+    /// One pack sealing while the next one fills: at most two packs' records are held in memory.
+    private let sealSlots = DispatchSemaphore(value: 1)
     private let lock = Lock()
     private let compressors = CompressorPool()
 
@@ -109,12 +135,30 @@ final class ImportPipeline: @unchecked Sendable {
             do {
                 try self.process(jobs)
             } catch {
-                self.lock.withLock { if self.failure == nil { self.failure = error } }
+                self.fail(error)
             }
         }
     }
 
-    /// Waits until every submitted batch is processed; rethrows the first failure.
+    /// Runs `work` on the pipeline's queue once every batch submitted so far is processed, without making the
+    /// reader wait for that; an error it throws fails the import. Skipped after a failure.
+    func afterSubmitted(_ work: @escaping @Sendable () throws -> Void) {
+        queue.async {
+            guard self.lock.withLock({ self.failure == nil }) else { return }
+            do {
+                try work()
+            } catch {
+                self.fail(error)
+            }
+        }
+    }
+
+    private func fail(_ error: Error) {
+        lock.withLock { if failure == nil { failure = error } }
+    }
+
+    /// Waits until every submitted batch is processed (not for packs still being sealed); rethrows the first
+    /// failure.
     func drain() throws {
         queue.sync {}
         if let failure = lock.withLock({ self.failure }) { throw failure }
@@ -122,6 +166,20 @@ final class ImportPipeline: @unchecked Sendable {
 
     func enqueue(_ item: PendingItem) {
         lock.withLock { pending.append(item) }
+    }
+
+    /// Hashes a directory whose files' hashes are all known and queues its tree for the catalog; returns the
+    /// tree hash. `subtrees` holds the hash of each subdirectory entry.
+    func enqueueTree(entries: [TreeEntry], files: [FileBuild?], subtrees: [ContentHash?], fileCount: Int,
+                     totalSize: UInt64) throws -> ContentHash {
+        let fileHashes = try files.map { try $0?.finalHash() }
+        let items = zip(entries.indices, entries).map { i, e in
+            TreeHasher.Item(entry: e, contentHash: fileHashes[i] ?? subtrees[i])
+        }
+        let hash = TreeHasher.hash(items)
+        enqueue(.tree(PendingTree(hash: hash, entries: entries, fileHashes: fileHashes, subtreeHashes: subtrees,
+                                  fileCount: fileCount, totalSize: totalSize)))
+        return hash
     }
 
     func noteKnownTree(_ hash: ContentHash, id: Int64) {
@@ -153,23 +211,45 @@ final class ImportPipeline: @unchecked Sendable {
                 jobs[fresh[k]].bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hashes[fresh[k]], compressor: compressor) }
             }
         }
-        try lock.withLock {
+        let full: [PackWriter] = try lock.withLock {
+            var full: [PackWriter] = []
             for chunk in encoded {
                 try packWriter.append(chunk)
                 newBytes += UInt64(chunk.bytes.count)
-                if packWriter.isFull { try sealLocked() }
+                if packWriter.isFull {
+                    full.append(packWriter)
+                    packWriter = PackWriter(storage: repo.storage)
+                }
             }
             processedBytes += jobs.reduce(0) { $0 + UInt64($1.bytes.count) }
             if pending.count - pendingHead > 4096 { try flushLocked() }
+            return full
+        }
+        for writer in full { sealInBackground(writer) }
+    }
+
+    private func sealInBackground(_ writer: PackWriter) {
+        sealSlots.wait()
+        sealQueue.async {
+            defer { self.sealSlots.signal() }
+            do {
+                try self.seal(writer)
+            } catch {
+                self.fail(error)
+            }
         }
     }
 
-    private func sealLocked() throws {
-        let sealed = try packWriter.seal()
-        try repo.catalog.write { w in
-            try w.recordPack(sealed.pack, size: sealed.size, chunks: sealed.chunks)
-            for chunk in sealed.chunks { unsealed.remove(chunk.id) }
-            try flushPending(w)
+    /// Makes a full pack durable (outside the lock: the fsync is the slow part), then records it and writes the
+    /// rows that were waiting for it. Packs are recorded in the order they filled (`sealQueue` is serial).
+    private func seal(_ writer: PackWriter) throws {
+        let sealed = try writer.seal()
+        try lock.withLock {
+            try repo.catalog.write { w in
+                try w.recordPack(sealed.pack, size: sealed.size, chunks: sealed.chunks)
+                for chunk in sealed.chunks { unsealed.remove(chunk.id) }
+                try flushPending(w)
+            }
         }
     }
 
@@ -183,12 +263,14 @@ final class ImportPipeline: @unchecked Sendable {
             switch pending[pendingHead] {
             case .file(let f):
                 // A file is enqueued when its last chunk is cut, possibly before that chunk's batch is processed.
+                // Its whole-file hash may still be with the file hasher, which can lag behind the pipeline.
                 let (offsets, hashes) = f.chunks()
                 let chunkHashes = hashes.compactMap { $0 }
                 if chunkHashes.count < hashes.count || chunkHashes.contains(where: unsealed.contains) { return }
-                let id = try w.insertFile(hash: f.hash, size: f.size, chunks: Array(zip(offsets, chunkHashes)).map { ($0, $1) })
+                guard let fileHash = f.readyHash else { return }
+                let id = try w.insertFile(hash: fileHash, size: f.size, chunks: Array(zip(offsets, chunkHashes)).map { ($0, $1) })
                 f.id = id
-                fileIDs[f.hash] = id
+                fileIDs[fileHash] = id
             case .tree(var t):
                 for i in t.entries.indices {
                     if let h = t.fileHashes[i] { t.entries[i].fileID = fileIDs[h] }
@@ -207,8 +289,11 @@ final class ImportPipeline: @unchecked Sendable {
     /// Seals the last pack and writes everything pending. Afterwards every tree of the import is in the catalog.
     func finish() throws {
         try drain()
+        sealQueue.sync {}
+        if let failure = lock.withLock({ self.failure }) { throw failure }
+        let last = lock.withLock { packWriter }
+        if !last.isEmpty { try seal(last) }
         try lock.withLock {
-            if !packWriter.isEmpty { try sealLocked() }
             try flushLocked()
             guard pendingHead == pending.count else {
                 throw RepositoryError(.failure, "internal error: import left catalog rows unwritten")

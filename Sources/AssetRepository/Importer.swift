@@ -83,11 +83,11 @@ public final class Importer {
         if options.progress != nil { bytesTotal = try? measure(rootFD) }
         let root = try importDirectory(rootFD, path: [])
         try pipeline.finish()
-        guard let rootID = pipeline.treeID(root.hash) else {
+        guard let rootHash = root.tree.hash, let rootID = pipeline.treeID(rootHash) else {
             throw RepositoryError(.failure, "internal error: root tree was not written")
         }
         let statEntries = statRows.compactMap { row -> (path: [UInt8], entry: StatCacheEntry)? in
-            let id = row.file.flatMap { $0.id ?? pipeline.fileID($0.hash) } ?? row.stat.fileID
+            let id = row.file.flatMap { $0.id ?? $0.readyHash.flatMap(pipeline.fileID) } ?? row.stat.fileID
             guard id > 0 else { return nil }
             return (row.path, StatCacheEntry(size: row.stat.size, mtimeNs: row.stat.mtimeNs, ctimeNs: row.stat.ctimeNs,
                                              inode: row.stat.inode, fileID: id))
@@ -109,12 +109,12 @@ public final class Importer {
 
     // MARK: Walking
 
-    /// Imports one directory (already open as `fd`) and returns its tree hash and totals.
-    func importDirectory(_ fd: Int32, path: [UInt8]) throws -> (hash: ContentHash, files: Int, size: UInt64) {
+    /// Imports one directory (already open as `fd`) and returns its totals and where its tree hash will be.
+    func importDirectory(_ fd: Int32, path: [UInt8]) throws -> (tree: PendingTreeHash, files: Int, size: UInt64) {
         let names = try readDirectoryNames(fd, path: path).sorted(by: nameOrder)
         var entries: [TreeEntry] = []
         var files: [FileBuild?] = []
-        var subtrees: [ContentHash?] = []
+        var subtrees: [PendingTreeHash?] = []
         var fileTotal = 0
         var sizeTotal: UInt64 = 0
         for name in names {
@@ -141,7 +141,7 @@ public final class Importer {
                     if errno == ENOENT { throw vanished(childPath) }
                     throw RepositoryError(.failure, "cannot open directory \(display(childPath)): \(String(cString: strerror(errno)))")
                 }
-                let sub: (hash: ContentHash, files: Int, size: UInt64)
+                let sub: (tree: PendingTreeHash, files: Int, size: UInt64)
                 do {
                     defer { Glibc.close(child) }
                     sub = try importDirectory(child, path: childPath)
@@ -149,7 +149,7 @@ public final class Importer {
                 entry.kind = .directory
                 entries.append(entry)
                 files.append(nil)
-                subtrees.append(sub.hash)
+                subtrees.append(sub.tree)
                 fileTotal += sub.files
                 sizeTotal += sub.size
             case S_IFLNK:
@@ -171,18 +171,23 @@ public final class Importer {
                 warnings.append("skipped \(kind) \(display(childPath)): only files, directories and symlinks are stored")
             }
         }
-        // Tree hashes need every file hash of this directory, which the pipeline and the file hasher finish
-        // asynchronously.
+        // The tree hash needs every file hash of this directory, which the pipeline and the file hasher finish
+        // asynchronously: it is computed on the pipeline's queue after this directory's batches, while the reader
+        // goes on. Subdirectories were queued earlier, so their hashes are known by then.
         try flushBatch()
-        try pipeline.drain()
-        fileHasher.drain()
-        let items = zip(entries.indices, entries).map { i, e in
-            TreeHasher.Item(entry: e, contentHash: files[i]?.hash ?? subtrees[i])
+        let tree = PendingTreeHash()
+        let hasher = fileHasher, pipeline = self.pipeline
+        pipeline.afterSubmitted { [entries, files, subtrees, fileTotal, sizeTotal] in
+            hasher.drain()
+            let subtreeHashes = try subtrees.map { box -> ContentHash? in
+                guard let box else { return nil }
+                guard let hash = box.hash else { throw RepositoryError(.failure, "internal error: a subtree was hashed after its parent") }
+                return hash
+            }
+            tree.hash = try pipeline.enqueueTree(entries: entries, files: files, subtrees: subtreeHashes,
+                                                 fileCount: fileTotal, totalSize: sizeTotal)
         }
-        let hash = TreeHasher.hash(items)
-        pipeline.enqueue(.tree(PendingTree(hash: hash, entries: entries, fileHashes: files.map { $0?.hash },
-                                           subtreeHashes: subtrees, fileCount: fileTotal, totalSize: sizeTotal)))
-        return (hash, fileTotal, sizeTotal)
+        return (tree, fileTotal, sizeTotal)
     }
 
     func display(_ path: [UInt8]) -> String {
@@ -209,6 +214,11 @@ public final class Importer {
         lastProgress = now
         progress(ImportProgress(bytesDone: bytesRead, bytesTotal: bytesTotal, elapsed: Double(now - started) / 1e9))
     }
+}
+
+/// A directory's tree hash, set on the pipeline's queue once its files are hashed; read after `finish`.
+final class PendingTreeHash: @unchecked Sendable {
+    var hash: ContentHash?
 }
 
 /// NUL-terminated copy of a raw name for the C calls.

@@ -130,10 +130,8 @@ public struct WorkspaceCommitter {
         try importer.flushBatch()
         try importer.pipeline.drain()
         importer.fileHasher.drain()
-        let items = zip(entries.indices, entries).map { i, e in TreeHasher.Item(entry: e, contentHash: files[i]?.hash ?? subtrees[i]) }
-        let hash = TreeHasher.hash(items)
-        importer.pipeline.enqueue(.tree(PendingTree(hash: hash, entries: entries, fileHashes: files.map { $0?.hash },
-                                                    subtreeHashes: subtrees, fileCount: fileTotal, totalSize: sizeTotal)))
+        let hash = try importer.pipeline.enqueueTree(entries: entries, files: files, subtrees: subtrees,
+                                                     fileCount: fileTotal, totalSize: sizeTotal)
         return (hash, fileTotal, sizeTotal)
     }
 

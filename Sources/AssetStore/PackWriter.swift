@@ -1,8 +1,9 @@
 /// Builds one pack: appends encoded chunk records to a staging file, then seals it under its SHA-256.
 ///
-/// Used by one thread at a time. After any failed write the writer refuses further use (the staging file is
-/// in an unknown state); the caller starts a new one.
-public final class PackWriter {
+/// Used by one thread at a time (it may be handed whole to another thread, e.g. to be sealed there: hence
+/// `@unchecked Sendable`). After any failed write the writer refuses further use (the staging file is in an
+/// unknown state); the caller starts a new one.
+public final class PackWriter: @unchecked Sendable {
     public static let magic: [UInt8] = Array("ASFPACK1".utf8)
     public static let footerMagic: [UInt8] = Array("ASFPIDX1".utf8)
     public static let headerSize = 16
