@@ -72,6 +72,8 @@ extension AssetFileSystem {
         guard offset < file.size, count > 0, !file.chunks.isEmpty else { return ReadBytes() }
         let end = min(file.size, offset + UInt64(count))
         let sequential = file.noteRead(offset: offset, end: end)
+        // Start fetching what follows before waiting for this read's own chunks, so they load side by side.
+        if sequential { prefetch(file, after: file.chunkIndex(at: end - 1)) }
         var out = ReadBytes()
         var position = offset
         var index = file.chunkIndex(at: offset)
@@ -80,7 +82,9 @@ extension AssetFileSystem {
             let chunkEnd = chunk.offset + UInt64(chunk.location.rawLength)
             let from = Int(position - chunk.offset)
             let to = Int(min(end, chunkEnd) - chunk.offset)
-            if !sequential && to - from < Self.smallRead && cache.cached(.chunk(chunk.location.id)) == nil {
+            // Blocks only for a small part of a large chunk: a small chunk costs one read and one check whole.
+            if !sequential && to - from < Self.smallRead && chunk.location.rawLength > Self.smallRead
+                && cache.cached(.chunk(chunk.location.id)) == nil {
                 try copyBlocks(of: chunk.location, from: from, to: to, into: &out, file: file)
             } else {
                 let bytes = try wholeChunk(chunk.location, file: file)
@@ -89,7 +93,6 @@ extension AssetFileSystem {
             position = min(end, chunkEnd)
             index += 1
         }
-        if sequential { prefetch(file, after: index - 1) }
         return out
     }
 
