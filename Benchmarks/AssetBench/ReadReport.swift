@@ -40,7 +40,8 @@ struct ReadReport {
             + "tree under bench/v\(version); assetfs -o ro = the same, versions only (no workspaces; the kernel opens files "
             + "without asking the daemon). Cold = after `sync; echo 3 > /proc/sys/vm/drop_caches` (the daemons' own "
             + "memory caches are not dropped, so each target's cold random pass and tree walks run in a fresh mount). "
-            + "Sequential: every file in path order, 1 MiB read() calls. Warm figures are the best of "
+            + "Sequential: every file in path order, 1 MiB read() calls. Cold sequential is the best of "
+            + "\(ReadBench.coldRounds) passes, each in a fresh mount; warm figures are the best of "
             + "\(ReadBench.warmPasses) passes. MB = 10^6 bytes. assetfs binary: \(assetfsBinary).")
         out += ["", "### Figures", "", figureTable(), "", "### Targets", "", targetTable()]
         return out.joined(separator: "\n")
@@ -102,6 +103,10 @@ struct ReadReport {
         t.add(["mount start <= 100 ms, \(storeVersions) versions, caches dropped", "default", ms(startCold),
                verdict(startCold <= 0.1)])
         var lines = [t.render(), ""]
+        lines.append("Cold sequential passes, s: " + Self.order.compactMap { name in
+            results[name].map { "\(Self.heading(name)) " + $0.coldPasses.map { fixed($0, 3) }.joined(separator: ", ") }
+        }.joined(separator: "; ") + ".")
+        lines.append("")
         lines.append("Mount start = spawning `assetfs mount --background` until it returns (it polls for readiness every "
             + "5 ms). With the data set's \(DataSetLayout.versions) versions only: "
             + startFew.map { fixed($0 * 1000, 1) }.joined(separator: ", ") + " ms; with \(storeVersions) versions: "

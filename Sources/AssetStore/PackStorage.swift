@@ -32,7 +32,8 @@ public struct StagingPack: Sendable {
 public protocol PackStorage: Sendable {
     /// Human-readable place of the storage, for messages.
     var location: String { get }
-    /// Opens a new private staging file for a pack under construction.
+    /// Opens a new private staging file for a pack under construction. `PackWriter` writes it only in whole,
+    /// page-aligned pages (then cuts it to size), so it may be opened for direct I/O.
     func makeStagingPack() throws -> StagingPack
     /// Makes a complete, fsynced staging pack durable under its content name; afterwards it survives a crash.
     /// Consumes `staging` on every path: closes its descriptor, and on failure removes its file.

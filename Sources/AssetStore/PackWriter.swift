@@ -19,19 +19,37 @@ public final class PackWriter: @unchecked Sendable {
 
     private let storage: PackStorage
     private var staging: StagingPack?
-    private var entries: [(ChunkRecord.Encoded, UInt64)] = []
-    private var buffer: [UInt8] = []
+    /// What the footer needs of each record (not its bytes, which are written out as the pack fills).
+    private struct Entry {
+        let id: ContentHash
+        let offset: UInt64
+        let length: Int
+        let rawLength: Int
+        let tableHash: ContentHash
+        let codec: ChunkRecord.CodecSummary
+    }
+    private var entries: [Entry] = []
+    /// Bytes not yet written, in a page-aligned buffer: the staging file may be open with O_DIRECT (see
+    /// `LocalPackStorage.makeStagingPack`), which needs aligned memory, offsets and lengths. Only whole pages are
+    /// written until the seal, which pads the last page and then cuts the file to its exact size.
+    private var buffer: UnsafeMutableRawBufferPointer
+    private var used = 0
+    /// Bytes written to the staging file so far: always a multiple of `pageSize` before the seal.
     private var fileOffset: UInt64 = 0
     private var failed = false
     /// Size at which `isFull` turns true: packs stay in the tens of MiB.
     public let targetSize: Int
+    static let pageSize = 4096
+    static let flushSize = 4 << 20
 
     public init(storage: PackStorage, targetSize: Int = 32 << 20) {
         self.storage = storage
         self.targetSize = targetSize
+        buffer = .allocate(byteCount: Self.flushSize + (1 << 20), alignment: Self.pageSize)
     }
 
     deinit {
+        buffer.deallocate()
         if let staging {
             staging.descriptor.close()
             _ = unlinkPath(staging.path)
@@ -39,7 +57,7 @@ public final class PackWriter: @unchecked Sendable {
     }
 
     public var isEmpty: Bool { entries.isEmpty }
-    public var isFull: Bool { Int(fileOffset) + buffer.count >= targetSize }
+    public var isFull: Bool { Int(fileOffset) + used >= targetSize }
     public var chunkCount: Int { entries.count }
 
     /// Appends one record; returns its offset in the pack.
@@ -50,27 +68,46 @@ public final class PackWriter: @unchecked Sendable {
             staging = try storage.makeStagingPack()
             try write(Self.header)
         }
-        let offset = fileOffset + UInt64(buffer.count)
+        let offset = fileOffset + UInt64(used)
         try write(chunk.bytes)
-        entries.append((chunk, offset))
+        entries.append(Entry(id: chunk.id, offset: offset, length: chunk.bytes.count, rawLength: chunk.rawLength,
+                             tableHash: chunk.tableHash, codec: chunk.codec))
         return offset
     }
 
     private func write(_ bytes: [UInt8]) throws {
-        buffer.append(contentsOf: bytes)
-        if buffer.count >= 4 << 20 { try flush() }
+        if used + bytes.count > buffer.count {
+            // A record larger than the room left (records reach 4 MiB plus their table): grow, keeping alignment.
+            let capacity = ((used + bytes.count) * 2 + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+            let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: Self.pageSize)
+            bigger.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[0..<used]))
+            buffer.deallocate()
+            buffer = bigger
+        }
+        bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: buffer[used..<(used + $0.count)]).copyMemory(from: $0) }
+        used += bytes.count
+        if used >= Self.flushSize { try flushWholePages() }
     }
 
-    private func flush() throws {
-        guard let staging, !buffer.isEmpty else { return }
+    /// Writes the buffer's whole pages and keeps the partial last page for later.
+    private func flushWholePages() throws {
+        let whole = used - used % Self.pageSize
+        guard whole > 0 else { return }
+        try writeOut(whole)
+        let rest = used - whole
+        if rest > 0 { buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + whole, byteCount: rest) }
+        used = rest
+        fileOffset += UInt64(whole)
+    }
+
+    private func writeOut(_ count: Int) throws {
+        guard let staging else { return }
         do {
-            try buffer.withUnsafeBytes { try staging.descriptor.pwrite($0, at: fileOffset) }
+            try staging.descriptor.pwrite(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), at: fileOffset)
         } catch {
             failed = true
             throw error
         }
-        fileOffset += UInt64(buffer.count)
-        buffer.removeAll(keepingCapacity: true)
     }
 
     /// Writes the footer index, fsyncs, and publishes the pack under its content hash. Returns where each chunk
@@ -80,20 +117,30 @@ public final class PackWriter: @unchecked Sendable {
         guard let staging else { throw StoreError(.invalidArgument, "sealing an empty pack") }
         var footer = [UInt8]()
         footer.reserveCapacity(entries.count * Self.footerEntrySize + Self.trailerSize)
-        for (chunk, offset) in entries {
-            footer.append(contentsOf: chunk.id.bytes)
-            footer.appendLE(offset)
-            footer.appendLE(UInt32(chunk.bytes.count))
-            footer.appendLE(UInt32(chunk.rawLength))
-            footer.append(contentsOf: chunk.tableHash.bytes)
-            footer.append(chunk.codec.rawValue)
+        for entry in entries {
+            footer.append(contentsOf: entry.id.bytes)
+            footer.appendLE(entry.offset)
+            footer.appendLE(UInt32(entry.length))
+            footer.appendLE(UInt32(entry.rawLength))
+            footer.append(contentsOf: entry.tableHash.bytes)
+            footer.append(entry.codec.rawValue)
             footer.append(contentsOf: [UInt8](repeating: 0, count: 7))
         }
         footer.appendLE(UInt32(entries.count))
         footer.appendLE(Self.formatVersion)
         footer.append(contentsOf: Self.footerMagic)
         try write(footer)
-        try flush()
+        // The last page goes out padded with zeros (aligned for O_DIRECT); the file is then cut to its size.
+        let size = fileOffset + UInt64(used)
+        let padded = (used + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+        UnsafeMutableRawBufferPointer(rebasing: buffer[used..<padded]).initializeMemory(as: UInt8.self, repeating: 0)
+        try writeOut(padded)
+        if ftruncate(staging.descriptor.raw, off_t(size)) != 0 {
+            failed = true
+            throw StoreError.syscall("truncate", path: staging.path, errno: errno)
+        }
+        fileOffset = size
+        used = 0
         // The name is the SHA-256 of the header and the footer index. The index lists every chunk's id (the
         // SHA-256 of its plain bytes) and table hash (which covers every block's hash), so the name commits
         // to all content without a second pass over the pack's bytes on the import's serial path.
@@ -110,10 +157,9 @@ public final class PackWriter: @unchecked Sendable {
             failed = true
             throw error
         }
-        let size = fileOffset
-        let chunks = entries.map { chunk, offset in
-            ChunkLocation(id: chunk.id, pack: id, offset: offset, length: chunk.bytes.count,
-                          rawLength: chunk.rawLength, codec: chunk.codec, tableHash: chunk.tableHash)
+        let chunks = entries.map { entry in
+            ChunkLocation(id: entry.id, pack: id, offset: entry.offset, length: entry.length,
+                          rawLength: entry.rawLength, codec: entry.codec, tableHash: entry.tableHash)
         }
         entries.removeAll()
         fileOffset = 0

@@ -73,6 +73,29 @@ private final class FailingPublishStorage: PackStorage {
 
 @Suite("PackWriter, LocalPackStorage, PackIndexReader, ChunkReader")
 struct PackTests {
+    @Test("records of odd sizes across several 4 MiB page-aligned writes (and one larger than the buffer) land byte for byte, with nothing after the index")
+    func pageAlignedWrites() throws {
+        try withTemporaryDirectory("pack-pages") { dir in
+            let storage = try makeStorage(dir)
+            let writer = PackWriter(storage: storage)
+            let plains = [randomBytes(1_500_001, seed: 31), randomBytes(3_000_007, seed: 32), randomBytes(777, seed: 33),
+                          randomBytes(6_300_001, seed: 34), textBytes(2_100_003, seed: 35), [0x07]]
+            let encoded = plains.map(encode)
+            for chunk in encoded { try writer.append(chunk) }
+            let sealed = try writer.seal()
+            let file = try readWhole(storage.path(of: sealed.pack))
+            let records = encoded.reduce(0) { $0 + $1.bytes.count }
+            #expect(file.count == PackWriter.headerSize + records + plains.count * PackWriter.footerEntrySize + PackWriter.trailerSize)
+            #expect(UInt64(file.count) == sealed.size)
+            let reader = ChunkReader(storage: LocalPackStorage(root: dir + "/store"))
+            for (i, location) in sealed.chunks.enumerated() {
+                #expect(Array(file[Int(location.offset)..<(Int(location.offset) + location.length)]) == encoded[i].bytes)
+                #expect(try reader.read(location) == plains[i])
+            }
+            #expect(try PackIndexReader.read(sealed.pack, from: storage) == sealed.chunks)
+        }
+    }
+
     @Test("a sealed pack is named by the SHA-256 of its header and index, and every chunk reads back alone")
     func writeSealAndReadBack() throws {
         try withTemporaryDirectory("pack") { dir in
