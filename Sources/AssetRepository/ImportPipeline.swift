@@ -87,15 +87,16 @@ struct ChunkJob {
 /// Hashes, deduplicates, compresses and packs chunks on both cores while the reader reads ahead, and writes
 /// catalog rows only once the packs they depend on are durable.
 ///
-/// Threads: the importer's reader thread calls `submit`, `afterSubmitted`, `enqueue` and `drain`; batches run
-/// one at a time on `queue`, fanning out with `concurrentPerform`. A full pack is fsynced and published on
-/// `sealQueue`, so hashing and compressing go on meanwhile. Lock order: `lock` only; it is never held during
-/// pack I/O.
+/// Threads: the importer's reader thread calls `submit`, `afterSubmitted`, `enqueue` and `drain`. A batch's
+/// chunks are hashed and compressed on `queue`, fanning out with `concurrentPerform`, then appended to the pack
+/// in order on `appendQueue` while the next batch is hashed. A full pack is fsynced and published on
+/// `sealQueue`. Lock order: `lock`, then a `FileBuild`'s own lock; `lock` is never held during pack I/O.
 final class ImportPipeline: @unchecked Sendable {
     private let repo: Repository
     private let queue = DispatchQueue(label: "assetfs.import.pipeline")
-    /// Bounds the batches queued or in flight, so the reader reads ahead while earlier batches are processed
-    /// without buffering more than a few batches.
+    private let appendQueue = DispatchQueue(label: "assetfs.import.append")
+    /// Bounds the batches submitted and not yet appended, so the reader reads ahead while earlier batches are
+    /// processed without buffering more than a few batches.
     private let inFlight = DispatchSemaphore(value: 2)
     private let sealQueue = DispatchQueue(label: "assetfs.import.seal")
     /// One pack sealing while the next one fills: at most two packs' records are held in memory.
@@ -131,11 +132,21 @@ final class ImportPipeline: @unchecked Sendable {
             throw failure
         }
         queue.async {
-            defer { self.inFlight.signal() }
+            let encoded: [ChunkRecord.Encoded]
             do {
-                try self.process(jobs)
+                encoded = try self.hashAndEncode(jobs)
             } catch {
                 self.fail(error)
+                self.inFlight.signal()
+                return
+            }
+            self.appendQueue.async {
+                defer { self.inFlight.signal() }
+                do {
+                    try self.append(encoded, bytes: jobs.reduce(0) { $0 + UInt64($1.bytes.count) })
+                } catch {
+                    self.fail(error)
+                }
             }
         }
     }
@@ -161,6 +172,7 @@ final class ImportPipeline: @unchecked Sendable {
     /// failure.
     func drain() throws {
         queue.sync {}
+        appendQueue.sync {}
         if let failure = lock.withLock({ self.failure }) { throw failure }
     }
 
@@ -190,27 +202,38 @@ final class ImportPipeline: @unchecked Sendable {
         lock.withLock { fileIDs[hash] = id }
     }
 
-    private func process(_ jobs: [ChunkJob]) throws {
-        let hashes = parallelMap(count: jobs.count) { i in jobs[i].bytes.withUnsafeBytes { ContentHash.of($0) } }
-        var fresh = [Int]()
-        try lock.withLock {
-            for (i, job) in jobs.enumerated() {
-                job.file.setHash(hashes[i], at: job.index)
-                if known.contains(hashes[i]) { continue }
-                known.insert(hashes[i])
-                if try repo.catalog.chunkLocation(hashes[i]) == nil {
-                    fresh.append(i)
-                    // Not durable until its pack is sealed: files using it must wait, even if a seal of an
-                    // earlier pack happens before this chunk is appended.
-                    unsealed.insert(hashes[i])
+    /// Hashes every chunk of a batch and compresses the ones the store lacks, in one fan-out (one barrier per
+    /// batch). Returns the new records in batch order.
+    private func hashAndEncode(_ jobs: [ChunkJob]) throws -> [ChunkRecord.Encoded] {
+        let results = parallelMap(count: jobs.count) { i -> Result<ChunkRecord.Encoded?, Error> in
+            Result {
+                let job = jobs[i]
+                let hash = job.bytes.withUnsafeBytes { ContentHash.of($0) }
+                guard try claim(hash, for: job) else { return nil }
+                return compressors.withCompressor { compressor in
+                    job.bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hash, compressor: compressor) }
                 }
             }
         }
-        let encoded = parallelMap(count: fresh.count) { k in
-            compressors.withCompressor { compressor in
-                jobs[fresh[k]].bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hashes[fresh[k]], compressor: compressor) }
-            }
+        return try results.compactMap { try $0.get() }
+    }
+
+    /// Records a chunk's hash in its file; true when this import must store it (first sighting, not in the
+    /// store). Both under `lock`, so a file never looks complete while one of its new chunks is not yet
+    /// marked unsealed: a new chunk is not durable until its pack is sealed, and files using it must wait.
+    private func claim(_ hash: ContentHash, for job: ChunkJob) throws -> Bool {
+        try lock.withLock {
+            job.file.setHash(hash, at: job.index)
+            if known.contains(hash) { return false }
+            known.insert(hash)
+            guard try repo.catalog.chunkLocation(hash) == nil else { return false }
+            unsealed.insert(hash)
+            return true
         }
+    }
+
+    /// Appends a batch's new records to the pack in order; a full pack goes to the seal queue.
+    private func append(_ encoded: [ChunkRecord.Encoded], bytes: UInt64) throws {
         let full: [PackWriter] = try lock.withLock {
             var full: [PackWriter] = []
             for chunk in encoded {
@@ -221,7 +244,7 @@ final class ImportPipeline: @unchecked Sendable {
                     packWriter = PackWriter(storage: repo.storage)
                 }
             }
-            processedBytes += jobs.reduce(0) { $0 + UInt64($1.bytes.count) }
+            processedBytes += bytes
             if pending.count - pendingHead > 4096 { try flushLocked() }
             return full
         }

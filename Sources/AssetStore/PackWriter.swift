@@ -34,9 +34,17 @@ public final class PackWriter: @unchecked Sendable {
     /// written until the seal, which pads the last page and then cuts the file to its exact size.
     private var buffer: UnsafeMutableRawBufferPointer
     private var used = 0
-    /// Bytes written to the staging file so far: always a multiple of `pageSize` before the seal.
+    /// Bytes handed to the staging file so far: always a multiple of `pageSize` before the seal.
     private var fileOffset: UInt64 = 0
     private var failed = false
+    /// Full buffers are written on `ioQueue` while the next one fills (direct I/O waits for the disk; the
+    /// caller, the import pipeline, should not). One write in flight at a time: two buffers in all.
+    private let ioQueue = DispatchQueue(label: "assetfs.pack.write")
+    private let writeSlot = DispatchSemaphore(value: 1)
+    private let ioLock = Lock()
+    // Protected by `ioLock`: the first error of a background write; the buffer the last write finished with.
+    private var ioError: Error?
+    private var spare: PageBuffer?
     /// Size at which `isFull` turns true: packs stay in the tens of MiB.
     public let targetSize: Int
     static let pageSize = 4096
@@ -49,7 +57,9 @@ public final class PackWriter: @unchecked Sendable {
     }
 
     deinit {
+        ioQueue.sync {}  // A write in flight owns the spare buffer and the descriptor until it ends.
         buffer.deallocate()
+        spare?.bytes.deallocate()
         if let staging {
             staging.descriptor.close()
             _ = unlinkPath(staging.path)
@@ -63,6 +73,7 @@ public final class PackWriter: @unchecked Sendable {
     /// Appends one record; returns its offset in the pack.
     @discardableResult
     public func append(_ chunk: ChunkRecord.Encoded) throws -> UInt64 {
+        try checkBackgroundWrite()
         guard !failed else { throw StoreError(.invalidArgument, "pack writer used after a failed write") }
         if staging == nil {
             staging = try storage.makeStagingPack()
@@ -89,15 +100,39 @@ public final class PackWriter: @unchecked Sendable {
         if used >= Self.flushSize { try flushWholePages() }
     }
 
-    /// Writes the buffer's whole pages and keeps the partial last page for later.
+    /// Hands the buffer's whole pages to `ioQueue` and goes on in the other buffer with the partial last page.
     private func flushWholePages() throws {
         let whole = used - used % Self.pageSize
-        guard whole > 0 else { return }
-        try writeOut(whole)
+        guard whole > 0, let staging else { return }
+        writeSlot.wait()  // The previous write has ended: its buffer is the spare.
+        let next = ioLock.withLock { () -> PageBuffer? in defer { spare = nil }; return spare }?.bytes
+            ?? .allocate(byteCount: Self.flushSize + (1 << 20), alignment: Self.pageSize)
         let rest = used - whole
-        if rest > 0 { buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + whole, byteCount: rest) }
+        if rest > 0 { next.baseAddress!.copyMemory(from: buffer.baseAddress! + whole, byteCount: rest) }
+        let full = PageBuffer(bytes: buffer), offset = fileOffset, descriptor = staging.descriptor
+        buffer = next
         used = rest
         fileOffset += UInt64(whole)
+        ioQueue.async {
+            do {
+                try descriptor.pwrite(UnsafeRawBufferPointer(rebasing: full.bytes[0..<whole]), at: offset)
+            } catch {
+                self.ioLock.withLock { if self.ioError == nil { self.ioError = error } }
+            }
+            self.ioLock.withLock {
+                self.spare?.bytes.deallocate()
+                self.spare = full
+            }
+            self.writeSlot.signal()
+        }
+        try checkBackgroundWrite()
+    }
+
+    /// Rethrows the failure of a background write (once); afterwards the writer refuses further use.
+    private func checkBackgroundWrite() throws {
+        guard let error = ioLock.withLock({ () -> Error? in defer { ioError = nil }; return ioError }) else { return }
+        failed = true
+        throw error
     }
 
     private func writeOut(_ count: Int) throws {
@@ -113,6 +148,7 @@ public final class PackWriter: @unchecked Sendable {
     /// Writes the footer index, fsyncs, and publishes the pack under its content hash. Returns where each chunk
     /// landed; only after this returns may the catalog refer to them.
     public func seal() throws -> (pack: ContentHash, size: UInt64, chunks: [ChunkLocation]) {
+        try checkBackgroundWrite()
         guard !failed else { throw StoreError(.invalidArgument, "pack writer used after a failed write") }
         guard let staging else { throw StoreError(.invalidArgument, "sealing an empty pack") }
         var footer = [UInt8]()
@@ -130,6 +166,8 @@ public final class PackWriter: @unchecked Sendable {
         footer.appendLE(Self.formatVersion)
         footer.append(contentsOf: Self.footerMagic)
         try write(footer)
+        ioQueue.sync {}
+        try checkBackgroundWrite()
         // The last page goes out padded with zeros (aligned for O_DIRECT); the file is then cut to its size.
         let size = fileOffset + UInt64(used)
         let padded = (used + Self.pageSize - 1) / Self.pageSize * Self.pageSize
@@ -167,7 +205,13 @@ public final class PackWriter: @unchecked Sendable {
     }
 }
 
+/// A page-aligned buffer handed between the writer and its write queue (one owner at a time).
+private struct PageBuffer: @unchecked Sendable {
+    let bytes: UnsafeMutableRawBufferPointer
+}
+
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 func unlinkPath(_ path: String) -> Int32 { unlink(path) }
