@@ -22,7 +22,9 @@ public protocol Catalog: AnyObject, Sendable {
     func file(_ id: Int64) throws -> FileInfo
     func fileChunks(_ fileID: Int64) throws -> [FileChunk]
     func chunkLocation(_ id: ContentHash) throws -> ChunkLocation?
-    func statCache(asset: String, path: [UInt8]) throws -> StatCacheEntry?
+    /// The stat cache rows of the files directly inside `directory` (a path in the source, empty for its
+    /// root), by name, with each file's whole-file hash; rows whose file is gone (gc) are left out.
+    func statCache(asset: String, directory: [UInt8]) throws -> [[UInt8]: (entry: StatCacheEntry, hash: ContentHash)]
 
     // Writing: a batch is one transaction.
     func write<T>(_ body: (CatalogWriter) throws -> T) throws -> T

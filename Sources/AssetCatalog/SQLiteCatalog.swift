@@ -186,15 +186,26 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         try locked { db in try db.first(Self.chunkColumns + " WHERE c.hash = ?", [.blob(id.bytes)]) { Self.chunkRow($0) } }
     }
 
-    public func statCache(asset: String, path: [UInt8]) throws -> StatCacheEntry? {
-        try locked { db in
-            try db.first("""
-                SELECT s.size, s.mtime_ns, s.ctime_ns, s.inode, s.file_id FROM stat_cache s
-                JOIN assets a ON a.id = s.asset_id WHERE a.name = ? AND s.path = ?
-                """, [.text(asset), .blob(path)]) { r in
-                StatCacheEntry(size: UInt64(r.int(0)), mtimeNs: r.int(1), ctimeNs: r.int(2),
-                               inode: UInt64(bitPattern: r.int(3)), fileID: r.int(4))
+    public func statCache(asset: String, directory: [UInt8]) throws -> [[UInt8]: (entry: StatCacheEntry, hash: ContentHash)] {
+        // One range scan over the paths under `directory/` (the primary key's order) instead of two queries
+        // per file; names with a further "/" belong to subdirectories and are skipped inside SQLite.
+        let prefix = directory.isEmpty ? [] : directory + [0x2F]
+        // Paths under "dir/" sort before "dir0" ("0" comes right after "/"); the root's range has no end.
+        let range = directory.isEmpty ? "s.path >= ?" : "s.path >= ? AND s.path < ?"
+        let bounds: [SQLValue] = directory.isEmpty ? [.blob(prefix)] : [.blob(prefix), .blob(directory + [0x30])]
+        let start = SQLValue.int(Int64(prefix.count + 1))
+        return try locked { db in
+            var out: [[UInt8]: (entry: StatCacheEntry, hash: ContentHash)] = [:]
+            try db.query("""
+                SELECT substr(s.path, ?), s.size, s.mtime_ns, s.ctime_ns, s.inode, s.file_id, f.hash FROM stat_cache s
+                JOIN assets a ON a.id = s.asset_id JOIN files f ON f.id = s.file_id
+                WHERE a.name = ? AND \(range) AND instr(substr(s.path, ?), x'2f') = 0
+                """, [start, .text(asset)] + bounds + [start]) { r in
+                let entry = StatCacheEntry(size: UInt64(r.int(1)), mtimeNs: r.int(2), ctimeNs: r.int(3),
+                                           inode: UInt64(bitPattern: r.int(4)), fileID: r.int(5))
+                out[r.blob(0)] = (entry, ContentHash(bytes: r.blob(6)))
             }
+            return out
         }
     }
 }

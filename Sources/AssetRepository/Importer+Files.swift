@@ -6,22 +6,22 @@ import Glibc
 
 extension Importer {
     /// Imports one regular file, or reuses the parent's copy when size, mtime, ctime and inode are unchanged.
-    func importFile(_ dirFD: Int32, name: [UInt8], path: [UInt8], stat st: stat) throws -> FileBuild {
+    func importFile(_ dirFD: Int32, name: [UInt8], path: [UInt8], stat st: stat,
+                    previous: [[UInt8]: (entry: StatCacheEntry, hash: ContentHash)]) throws -> FileBuild {
         let size = UInt64(st.st_size)
         let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
         let ctime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
         let statEntry = StatCacheEntry(size: size, mtimeNs: mtime, ctimeNs: ctime, inode: UInt64(st.st_ino), fileID: 0)
         fileCount += 1
         logicalBytes += size
-        if !options.rehash, let cached = try repo.catalog.statCache(asset: options.asset, path: path),
-            cached.size == size, cached.mtimeNs == mtime, cached.ctimeNs == ctime, cached.inode == UInt64(st.st_ino),
-            let info = try? repo.catalog.file(cached.fileID)  // Safe: a missing row (gc'd) just means re-reading.
+        if !options.rehash, let (cached, hash) = previous[name],
+            cached.size == size, cached.mtimeNs == mtime, cached.ctimeNs == ctime, cached.inode == UInt64(st.st_ino)
         {
             let file = FileBuild(size: size)
-            file.streamedHash = info.hash
-            file.id = info.id
-            pipeline.noteKnownFile(info.hash, id: info.id)
-            statRows.append((path, StatCacheEntry(size: size, mtimeNs: mtime, ctimeNs: ctime, inode: UInt64(st.st_ino), fileID: info.id), nil))
+            file.streamedHash = hash
+            file.id = cached.fileID
+            pipeline.noteKnownFile(hash, id: cached.fileID)
+            statRows.append((path, StatCacheEntry(size: size, mtimeNs: mtime, ctimeNs: ctime, inode: UInt64(st.st_ino), fileID: cached.fileID), nil))
             filesReused += 1
             bytesRead += size
             reportProgress()

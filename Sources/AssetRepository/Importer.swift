@@ -112,6 +112,8 @@ public final class Importer {
     /// Imports one directory (already open as `fd`) and returns its totals and where its tree hash will be.
     func importDirectory(_ fd: Int32, path: [UInt8]) throws -> (tree: PendingTreeHash, files: Int, size: UInt64) {
         let names = try readDirectoryNames(fd, path: path).sorted(by: nameOrder)
+        // How the files here looked at the last import: unchanged ones are reused without reading them.
+        let previous = options.rehash ? [:] : try repo.catalog.statCache(asset: options.asset, directory: path)
         var entries: [TreeEntry] = []
         var files: [FileBuild?] = []
         var subtrees: [PendingTreeHash?] = []
@@ -128,7 +130,7 @@ public final class Importer {
                                   size: 0, mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
             switch st.st_mode & S_IFMT {
             case S_IFREG:
-                let file = try importFile(fd, name: name, path: childPath, stat: st)
+                let file = try importFile(fd, name: name, path: childPath, stat: st, previous: previous)
                 entry.size = file.size
                 entries.append(entry)
                 files.append(file)

@@ -204,6 +204,38 @@ struct SQLiteCatalogTests {
         }
     }
 
+    @Test("the stat cache is read one directory at a time: direct children only, raw-byte names, rows of vanished files left out")
+    func statCacheByDirectory() throws {
+        try withCatalog { catalog, _ in
+            let pack = ContentHash.of([1])
+            let chunk = ChunkLocation(id: ContentHash.of([10]), pack: pack, offset: 16, length: 10, rawLength: 10, codec: .raw, tableHash: ContentHash.of([11]))
+            let paths: [[UInt8]] = ["a", "dir/b", "dir/sub/c", "dir0", "dir.x/d", "dirt/e"].map { Array($0.utf8) } + [[0xFF, 0x41], Array("dir/".utf8) + [0xFE]]
+            try catalog.write { w in
+                try w.recordPack(pack, size: 100, chunks: [chunk])
+                var rows: [(path: [UInt8], entry: StatCacheEntry)] = []
+                for (i, path) in paths.enumerated() {
+                    let file = try w.insertFile(hash: ContentHash.of([UInt8(i)]), size: 10, chunks: [(0, chunk.id)])
+                    rows.append((path, StatCacheEntry(size: UInt64(i), mtimeNs: Int64(i), ctimeNs: 0, inode: 7, fileID: file)))
+                }
+                // A row whose file row is gone (as after gc) must not be offered for reuse.
+                rows.append((Array("dir/gone".utf8), StatCacheEntry(size: 1, mtimeNs: 1, ctimeNs: 1, inode: 1, fileID: 999_999)))
+                try w.replaceStatCache(asset: "data", entries: rows)
+            }
+            func names(_ dir: String) throws -> Set<[UInt8]> {
+                Set(try catalog.statCache(asset: "data", directory: Array(dir.utf8)).keys)
+            }
+            #expect(try names("") == Set([Array("a".utf8), Array("dir0".utf8), [0xFF, 0x41]]))
+            #expect(try names("dir") == Set([Array("b".utf8), [0xFE]]))
+            #expect(try names("dir/sub") == Set([Array("c".utf8)]))
+            #expect(try names("dir.x") == Set([Array("d".utf8)]))
+            #expect(try names("nothing").isEmpty)
+            #expect(try catalog.statCache(asset: "other", directory: []).isEmpty)
+            let b = try #require(try catalog.statCache(asset: "data", directory: Array("dir".utf8))[Array("b".utf8)])
+            #expect(b.entry.size == 1 && b.entry.mtimeNs == 1 && b.entry.inode == 7)
+            #expect(b.hash == ContentHash.of([1]))
+        }
+    }
+
     @Test("trees, files and the chunk index round-trip, with raw-byte names")
     func treesFilesChunks() throws {
         try withCatalog { catalog, _ in
