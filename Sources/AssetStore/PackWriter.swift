@@ -37,14 +37,9 @@ public final class PackWriter: @unchecked Sendable {
     /// Bytes handed to the staging file so far: always a multiple of `pageSize` before the seal.
     private var fileOffset: UInt64 = 0
     private var failed = false
-    /// Full buffers are written on `ioQueue` while the next one fills (direct I/O waits for the disk; the
+    /// Full buffers are written in the background while the next one fills (direct I/O waits for the disk; the
     /// caller, the import pipeline, should not). One write in flight at a time: two buffers in all.
-    private let ioQueue = DispatchQueue(label: "assetfs.pack.write")
-    private let writeSlot = DispatchSemaphore(value: 1)
-    private let ioLock = Lock()
-    // Protected by `ioLock`: the first error of a background write; the buffer the last write finished with.
-    private var ioError: Error?
-    private var spare: PageBuffer?
+    private let background = BackgroundWrite()
     /// Size at which `isFull` turns true: packs stay in the tens of MiB.
     public let targetSize: Int
     static let pageSize = 4096
@@ -57,9 +52,8 @@ public final class PackWriter: @unchecked Sendable {
     }
 
     deinit {
-        ioQueue.sync {}  // A write in flight owns the spare buffer and the descriptor until it ends.
+        background.waitIdle()  // A write in flight uses the descriptor until it ends.
         buffer.deallocate()
-        spare?.bytes.deallocate()
         if let staging {
             staging.descriptor.close()
             _ = unlinkPath(staging.path)
@@ -100,37 +94,24 @@ public final class PackWriter: @unchecked Sendable {
         if used >= Self.flushSize { try flushWholePages() }
     }
 
-    /// Hands the buffer's whole pages to `ioQueue` and goes on in the other buffer with the partial last page.
+    /// Hands the buffer's whole pages to the background write and goes on in the other buffer with the partial
+    /// last page.
     private func flushWholePages() throws {
         let whole = used - used % Self.pageSize
         guard whole > 0, let staging else { return }
-        writeSlot.wait()  // The previous write has ended: its buffer is the spare.
-        let next = ioLock.withLock { () -> PageBuffer? in defer { spare = nil }; return spare }?.bytes
-            ?? .allocate(byteCount: Self.flushSize + (1 << 20), alignment: Self.pageSize)
+        let next = background.takeSpare() ?? .allocate(byteCount: Self.flushSize + (1 << 20), alignment: Self.pageSize)
         let rest = used - whole
         if rest > 0 { next.baseAddress!.copyMemory(from: buffer.baseAddress! + whole, byteCount: rest) }
-        let full = PageBuffer(bytes: buffer), offset = fileOffset, descriptor = staging.descriptor
+        background.start(buffer, count: whole, to: staging.descriptor, at: fileOffset)
         buffer = next
         used = rest
         fileOffset += UInt64(whole)
-        ioQueue.async {
-            do {
-                try descriptor.pwrite(UnsafeRawBufferPointer(rebasing: full.bytes[0..<whole]), at: offset)
-            } catch {
-                self.ioLock.withLock { if self.ioError == nil { self.ioError = error } }
-            }
-            self.ioLock.withLock {
-                self.spare?.bytes.deallocate()
-                self.spare = full
-            }
-            self.writeSlot.signal()
-        }
         try checkBackgroundWrite()
     }
 
     /// Rethrows the failure of a background write (once); afterwards the writer refuses further use.
     private func checkBackgroundWrite() throws {
-        guard let error = ioLock.withLock({ () -> Error? in defer { ioError = nil }; return ioError }) else { return }
+        guard let error = background.takeError() else { return }
         failed = true
         throw error
     }
@@ -166,7 +147,7 @@ public final class PackWriter: @unchecked Sendable {
         footer.appendLE(Self.formatVersion)
         footer.append(contentsOf: Self.footerMagic)
         try write(footer)
-        ioQueue.sync {}
+        background.waitIdle()
         try checkBackgroundWrite()
         // The last page goes out padded with zeros (aligned for O_DIRECT); the file is then cut to its size.
         let size = fileOffset + UInt64(used)
@@ -205,8 +186,55 @@ public final class PackWriter: @unchecked Sendable {
     }
 }
 
-/// A page-aligned buffer handed between the writer and its write queue (one owner at a time).
-private struct PageBuffer: @unchecked Sendable {
+/// The writer's one background write and what it hands back: the buffer it finished with, and its error.
+/// A separate object, not the writer: the write must not keep the writer alive, or the writer's deinit could
+/// run on the write's own thread while waiting for it.
+private final class BackgroundWrite: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "assetfs.pack.write")
+    private let slot = DispatchSemaphore(value: 1)
+    private let lock = Lock()
+    // Protected by `lock`.
+    private var error: Error?
+    private var spare: UnsafeMutableRawBufferPointer?
+
+    deinit { spare?.deallocate() }
+
+    /// Writes `buffer[0..<count]` at `offset` in the background, after the previous write; the buffer is owned
+    /// by the write until it comes back as the spare.
+    func start(_ buffer: UnsafeMutableRawBufferPointer, count: Int, to descriptor: FileDescriptor, at offset: UInt64) {
+        slot.wait()
+        let bytes = UncheckedBuffer(bytes: buffer)
+        queue.async {
+            do {
+                try descriptor.pwrite(UnsafeRawBufferPointer(rebasing: bytes.bytes[0..<count]), at: offset)
+            } catch {
+                self.lock.withLock { if self.error == nil { self.error = error } }
+            }
+            self.lock.withLock {
+                self.spare?.deallocate()
+                self.spare = bytes.bytes
+            }
+            self.slot.signal()
+        }
+    }
+
+    /// The buffer the last write finished with, if it has finished and nobody took it yet.
+    func takeSpare() -> UnsafeMutableRawBufferPointer? {
+        slot.wait()
+        defer { slot.signal() }
+        return lock.withLock { defer { spare = nil }; return spare }
+    }
+
+    func takeError() -> Error? { lock.withLock { defer { error = nil }; return error } }
+
+    func waitIdle() {
+        slot.wait()
+        slot.signal()
+    }
+}
+
+/// A buffer handed to the write's thread (one owner at a time).
+private struct UncheckedBuffer: @unchecked Sendable {
     let bytes: UnsafeMutableRawBufferPointer
 }
 

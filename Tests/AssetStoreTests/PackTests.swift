@@ -93,6 +93,13 @@ struct PackTests {
                 #expect(try reader.read(location) == plains[i])
             }
             #expect(try PackIndexReader.read(sealed.pack, from: storage) == sealed.chunks)
+
+            // Dropped while a background write may still be running: it waits for it, then removes its staging file.
+            do {
+                let abandoned = PackWriter(storage: storage)
+                for chunk in encoded.prefix(4) { try abandoned.append(chunk) }
+            }
+            #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "staging file left behind by an abandoned writer")
         }
     }
 
