@@ -109,6 +109,20 @@ public final class PackWriter: @unchecked Sendable {
         try checkBackgroundWrite()
     }
 
+    /// Writes pages to a staging file that may be in direct I/O mode. A file system that accepted O_DIRECT on
+    /// the descriptor but refuses the write itself (EINVAL, as some network and virtual file systems do) gets
+    /// it, and every later one, buffered instead.
+    static func writePages(_ bytes: UnsafeRawBufferPointer, to descriptor: FileDescriptor, at offset: UInt64) throws {
+        do {
+            try descriptor.pwrite(bytes, at: offset)
+        } catch let error as StoreError where error.code == .io(errno: EINVAL) {
+            let flags = fcntl(descriptor.raw, F_GETFL)
+            guard flags >= 0, flags & LocalPackStorage.oDirect != 0,
+                  fcntl(descriptor.raw, F_SETFL, flags & ~LocalPackStorage.oDirect) == 0 else { throw error }
+            try descriptor.pwrite(bytes, at: offset)
+        }
+    }
+
     /// Rethrows the failure of a background write (once); afterwards the writer refuses further use.
     private func checkBackgroundWrite() throws {
         guard let error = background.takeError() else { return }
@@ -119,7 +133,7 @@ public final class PackWriter: @unchecked Sendable {
     private func writeOut(_ count: Int) throws {
         guard let staging else { return }
         do {
-            try staging.descriptor.pwrite(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), at: fileOffset)
+            try PackWriter.writePages(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), to: staging.descriptor, at: fileOffset)
         } catch {
             failed = true
             throw error
@@ -206,7 +220,7 @@ private final class BackgroundWrite: @unchecked Sendable {
         let bytes = UncheckedBuffer(bytes: buffer)
         queue.async {
             do {
-                try descriptor.pwrite(UnsafeRawBufferPointer(rebasing: bytes.bytes[0..<count]), at: offset)
+                try PackWriter.writePages(UnsafeRawBufferPointer(rebasing: bytes.bytes[0..<count]), to: descriptor, at: offset)
             } catch {
                 self.lock.withLock { if self.error == nil { self.error = error } }
             }

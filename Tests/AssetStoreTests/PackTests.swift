@@ -1,5 +1,5 @@
 import AssetTestSupport
-import AssetStore
+@testable import AssetStore
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -100,6 +100,24 @@ struct PackTests {
                 for chunk in encoded.prefix(4) { try abandoned.append(chunk) }
             }
             #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "staging file left behind by an abandoned writer")
+        }
+    }
+
+    @Test("a page write that direct I/O refuses (EINVAL) is done buffered instead, with the same bytes")
+    func directWriteFallsBack() throws {
+        try withTemporaryDirectory("pack-direct") { dir in
+            let path = dir + "/staging"
+            let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | LocalPackStorage.oDirect, 0o600)
+            try #require(fd >= 0, "this file system refuses O_DIRECT at open; nothing to test here")
+            let descriptor = FileDescriptor(raw: fd, path: path)
+            defer { descriptor.close() }
+            // 1,000 bytes from an unaligned address: direct I/O refuses both (EINVAL).
+            let bytes = randomBytes(1_001, seed: 41)
+            try bytes.withUnsafeBytes { raw in
+                try PackWriter.writePages(UnsafeRawBufferPointer(rebasing: raw[1...]), to: descriptor, at: 0)
+            }
+            #expect(fcntl(fd, F_GETFL) & LocalPackStorage.oDirect == 0, "direct I/O is still on after a refused write")
+            #expect(try readWhole(path) == Array(bytes[1...]))
         }
     }
 
