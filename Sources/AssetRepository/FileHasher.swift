@@ -38,7 +38,7 @@ final class FileHashTask: @unchecked Sendable {
         hasher.submit { bytes.withUnsafeBytes { self.state.update($0) } }
     }
 
-    /// Publishes the file's hash; readers of `file.streamedHash` call `FileHasher.drain()` first.
+    /// Publishes the file's hash; until then the file's `readyHash` is nil and its catalog row waits.
     func finish() {
         hasher.submit { self.file.streamedHash = self.state.finalize() }
     }

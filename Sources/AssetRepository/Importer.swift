@@ -36,8 +36,9 @@ public struct ImportResult: Sendable {
 
 /// Snapshots a directory tree as the next version of an asset.
 ///
-/// Reads each changed file once, streaming (memory does not grow with file size): the reader thread chunks and
-/// hashes the whole file while `ImportPipeline` hashes, compresses and packs the chunks on both cores.
+/// Reads each changed file once, streaming (memory does not grow with file size): the reader thread reads and
+/// chunks, `FileHasher` hashes whole files on its own thread, and `ImportPipeline` hashes, compresses and packs
+/// the chunks on both cores.
 /// Crash-atomic: the version row is written last, in one transaction, after every pack is durable.
 public final class Importer {
     let repo: Repository
