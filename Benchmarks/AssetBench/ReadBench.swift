@@ -223,14 +223,12 @@ enum ReadBench {
         }
         try Watchdog.shared.guarded(900, "\(name): find and sequential reads") {
             if let s = try target.start() { r.ready.append(s) }
-            try ReadMeasure.dropCaches()
-            let find = try ReadMeasure.walk("find", [], root: target.root, runner: runner, label: "find-\(name)")
+            let (find, cold) = try findThenCold(target, files: files, runner: runner, label: "find-\(name)")
             r.findSeconds = find.seconds
             r.findLines = find.lines
             progress("\(name): find \(fixed(find.seconds, 3)) s (\(find.lines) entries)")
-            try ReadMeasure.dropCaches()
-            r.coldSequential = try ReadMeasure.sequential(root: target.root, files: files)
-            progress("\(name): cold sequential \(fixed(r.coldSequential, 3)) s")
+            r.coldPasses.append(cold)
+            progress("\(name): cold sequential \(fixed(cold, 3)) s")
             r.warmSequential = try (0..<warmPasses).map { _ in try ReadMeasure.sequential(root: target.root, files: files) }.min()!
             progress("\(name): warm sequential \(fixed(r.warmSequential, 3)) s")
             // The same warm passes over the large files only: separates per-file costs from throughput.
@@ -244,21 +242,26 @@ enum ReadBench {
             }
             try target.stop()
         }
-        r.coldPasses = [r.coldSequential]
         for round in 2...coldRounds {
             try Watchdog.shared.guarded(900, "\(name): cold round \(round)") {
                 if let s = try target.start() { r.ready.append(s) }
-                try ReadMeasure.dropCaches()
-                _ = try ReadMeasure.walk("find", [], root: target.root, runner: runner, label: "find-\(name)-\(round)")
-                try ReadMeasure.dropCaches()
-                let seconds = try ReadMeasure.sequential(root: target.root, files: files)
-                r.coldPasses.append(seconds)
-                progress("\(name): cold sequential, round \(round): \(fixed(seconds, 3)) s")
+                let cold = try findThenCold(target, files: files, runner: runner, label: "find-\(name)-\(round)").cold
+                r.coldPasses.append(cold)
+                progress("\(name): cold sequential, round \(round): \(fixed(cold, 3)) s")
                 try target.stop()
             }
         }
-        r.coldSequential = r.coldPasses.min()!
         return r
+    }
+
+    /// In a freshly started target: drop caches, walk the tree with `find` (the first walk after the mount),
+    /// drop caches again and time one cold sequential pass over `files`.
+    static func findThenCold(_ target: any ReadTarget, files: [TreeFile], runner: CommandRunner,
+                             label: String) throws -> (find: (seconds: Double, lines: Int), cold: Double) {
+        try ReadMeasure.dropCaches()
+        let find = try ReadMeasure.walk("find", [], root: target.root, runner: runner, label: label)
+        try ReadMeasure.dropCaches()
+        return (find, try ReadMeasure.sequential(root: target.root, files: files))
     }
 
     /// "PATH (modified 2026-11-28 07:42:16 UTC)".
@@ -299,9 +302,11 @@ struct TargetResult {
     var readAheadKiB: Int?
     var lsSeconds = 0.0, lsLines = 0
     var findSeconds = 0.0, findLines = 0
-    var coldSequential = 0.0, warmSequential = 0.0, warmLargeSequential = 0.0
-    /// Every cold pass, one per fresh mount; `coldSequential` is the best.
+    var warmSequential = 0.0, warmLargeSequential = 0.0
+    /// Every cold pass, one per fresh mount.
     var coldPasses: [Double] = []
+    /// The best cold pass.
+    var coldSequential: Double { coldPasses.min() ?? .infinity }
     var random: ReadMeasure.RandomResult?
     var peakKiB: Int?, currentKiB: Int?
 }
