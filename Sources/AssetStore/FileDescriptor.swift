@@ -79,6 +79,24 @@ public struct FileDescriptor: Sendable {
         }
     }
 
+    /// O_DIRECT (Glibc's module does not export the macro; its value differs between architectures).
+    #if arch(arm64)
+    static let oDirect: Int32 = 0o200000
+    #else
+    static let oDirect: Int32 = 0o40000
+    #endif
+
+    /// Whether reads and writes bypass the page cache (O_DIRECT).
+    public var directIO: Bool { fcntl(raw, F_GETFL) & Self.oDirect != 0 }
+
+    /// Turns direct I/O on or off; false when the file system refuses (tmpfs) or nothing changed.
+    @discardableResult
+    public func setDirectIO(_ on: Bool) -> Bool {
+        let flags = fcntl(raw, F_GETFL)
+        guard flags >= 0, (flags & Self.oDirect != 0) != on else { return false }
+        return fcntl(raw, F_SETFL, on ? flags | Self.oDirect : flags & ~Self.oDirect) == 0
+    }
+
     public func sync() throws {
         if fsync(raw) != 0 { throw StoreError.syscall("fsync", path: path, errno: errno) }
     }

@@ -12,12 +12,6 @@ public final class LocalPackStorage: PackStorage {
     /// Open read descriptors by pack, so a read costs one pread and no open. Bounded; protected by the mutex.
     private let openFiles = Mutex<[ContentHash: FileDescriptor]>([:])
     private static let maxOpenFiles = 512
-    /// O_DIRECT (Glibc's module does not export the macro; its value differs between architectures).
-    #if arch(arm64)
-    public static let oDirect: Int32 = 0o200000
-    #else
-    public static let oDirect: Int32 = 0o40000
-    #endif
 
     public init(root: String) {
         self.root = root
@@ -51,9 +45,9 @@ public final class LocalPackStorage: PackStorage {
         // Direct I/O where the file system has it: a pack goes from the writer's buffer to the disk without
         // passing through (and evicting) the page cache, and the kernel copies nothing. The writer keeps its
         // buffer, offsets and lengths page-aligned. Where O_DIRECT is refused (tmpfs), writes stay buffered.
-        let flags = fcntl(fd, F_GETFL)
-        if flags >= 0 { _ = fcntl(fd, F_SETFL, flags | Self.oDirect) }
-        return StagingPack(path: path, descriptor: FileDescriptor(raw: fd, path: path))
+        let descriptor = FileDescriptor(raw: fd, path: path)
+        descriptor.setDirectIO(true)
+        return StagingPack(path: path, descriptor: descriptor)
     }
 
     public func publish(_ staging: StagingPack, as id: ContentHash) throws {

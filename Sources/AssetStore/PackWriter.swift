@@ -116,9 +116,7 @@ public final class PackWriter: @unchecked Sendable {
         do {
             try descriptor.pwrite(bytes, at: offset)
         } catch let error as StoreError where error.code == .io(errno: EINVAL) {
-            let flags = fcntl(descriptor.raw, F_GETFL)
-            guard flags >= 0, flags & LocalPackStorage.oDirect != 0,
-                  fcntl(descriptor.raw, F_SETFL, flags & ~LocalPackStorage.oDirect) == 0 else { throw error }
+            guard descriptor.setDirectIO(false) else { throw error }
             try descriptor.pwrite(bytes, at: offset)
         }
     }

@@ -33,8 +33,7 @@ final class MemoryPackStorage: PackStorage, @unchecked Sendable {
     func publish(_ staging: StagingPack, as id: ContentHash) throws {
         defer { staging.descriptor.close() }  // publish consumes the staging pack on every path
         // The local backend's staging files use O_DIRECT (aligned I/O only): read this one normally.
-        let flags = fcntl(staging.descriptor.raw, F_GETFL)
-        _ = fcntl(staging.descriptor.raw, F_SETFL, flags & ~LocalPackStorage.oDirect)
+        staging.descriptor.setDirectIO(false)
         var st = stat()
         fstat(staging.descriptor.raw, &st)
         set(id, try staging.descriptor.pread(count: Int(st.st_size), at: 0))
