@@ -35,7 +35,12 @@ public struct Exporter {
         if let start, start.kind != .directory {
             try writeEntry(start, in: root, display: destination, result: &result)
         } else {
-            let contents = try listDirectoryFD(root)
+            let contents: [[UInt8]]
+            do {
+                contents = try directoryNames(root, display: destination)
+            } catch let error as StoreError {
+                throw RepositoryError(.failure, error.message)
+            }
             guard contents.isEmpty else {
                 throw RepositoryError(.conflict, "\(destination) is not empty: export into a new or empty directory")
             }
@@ -113,16 +118,4 @@ public struct Exporter {
         if e == EEXIST { message += " (export never overwrites: choose an empty destination)" }
         return RepositoryError(.failure, message)
     }
-}
-
-func listDirectoryFD(_ fd: Int32) throws -> [String] {
-    let d = dup(fd)
-    guard d >= 0, let dir = fdopendir(d) else { throw RepositoryError(.failure, "cannot list directory") }
-    defer { closedir(dir) }
-    var names: [String] = []
-    while let e = readdir(dir) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        if name != "." && name != ".." { names.append(name) }
-    }
-    return names
 }

@@ -123,40 +123,32 @@ extension Importer {
     }
 
     func readDirectoryNames(_ fd: Int32, path: [UInt8]) throws -> [[UInt8]] {
-        let dupFD = dup(fd)
-        guard dupFD >= 0, let dir = fdopendir(dupFD) else {
-            throw RepositoryError(.failure, "cannot list \(display(path)): \(String(cString: strerror(errno)))")
+        do {
+            return try directoryNames(fd, display: path.isEmpty ? options.source : display(path))
+        } catch let error as StoreError {
+            throw RepositoryError(.failure, error.message)
         }
-        defer { closedir(dir) }
-        var names: [[UInt8]] = []
-        while true {
-            errno = 0
-            guard let entry = readdir(dir) else {
-                if errno != 0 { throw RepositoryError(.failure, "cannot list \(display(path)): \(String(cString: strerror(errno)))") }
-                break
-            }
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> [UInt8] in
-                let bytes = raw.bindMemory(to: UInt8.self)
-                return Array(bytes[0..<(bytes.firstIndex(of: 0) ?? bytes.count)])
-            }
-            if name == [0x2E] || name == [0x2E, 0x2E] { continue }
-            names.append(name)
-        }
-        return names
     }
 
-    /// Total bytes of regular files, for the progress bar's ETA.
-    func measure(_ fd: Int32) throws -> UInt64 {
-        var total: UInt64 = 0
-        for name in try readDirectoryNames(fd, path: []) {
+    /// Regular files and their bytes under the directory open as `fd`, for the progress bar's ETA and for the
+    /// check that the import found as many files as the count did. Unreadable parts count as empty: only the ETA
+    /// and that warning depend on this.
+    func measure(_ fd: Int32, path: [UInt8]) -> (files: Int, bytes: UInt64) {
+        var total: (files: Int, bytes: UInt64) = (0, 0)
+        for name in (try? readDirectoryNames(fd, path: path)) ?? [] {
             var st = stat()
             guard fstatat(fd, cString(name), &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-            if st.st_mode & S_IFMT == S_IFREG { total += UInt64(st.st_size) }
+            if st.st_mode & S_IFMT == S_IFREG {
+                total.files += 1
+                total.bytes += UInt64(st.st_size)
+            }
             if st.st_mode & S_IFMT == S_IFDIR {
                 let child = openat(fd, cString(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 if child >= 0 {
                     defer { Glibc.close(child) }
-                    total += (try? measure(child)) ?? 0  // Safe: only the ETA is affected.
+                    let sub = measure(child, path: path.isEmpty ? name : path + [UInt8(ascii: "/")] + name)
+                    total.files += sub.files
+                    total.bytes += sub.bytes
                 }
             }
         }

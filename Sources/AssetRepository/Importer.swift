@@ -24,6 +24,8 @@ public struct ImportOptions: Sendable {
 public struct ImportProgress: Sendable {
     public let bytesDone: UInt64
     public let bytesTotal: UInt64?
+    public let filesDone: Int
+    public let filesTotal: Int?
     public let elapsed: Double
 }
 
@@ -57,6 +59,7 @@ public final class Importer {
     let batchLimit = 16 << 20
     var buffer: UnsafeMutableRawBufferPointer
     var bytesTotal: UInt64?
+    var filesTotal: Int?
     let started = Clock.nowNanoseconds()
     var lastProgress: Int64 = 0
     var bytesRead: UInt64 = 0
@@ -81,8 +84,17 @@ public final class Importer {
             throw RepositoryError(.usage, "cannot read source directory \(options.source): \(String(cString: strerror(errno)))")
         }
         defer { Glibc.close(rootFD) }
-        if options.progress != nil { bytesTotal = try? measure(rootFD) }
+        var counted: (files: Int, bytes: UInt64)?
+        if options.progress != nil {
+            counted = measure(rootFD, path: [])
+            bytesTotal = counted?.bytes
+            filesTotal = counted?.files
+        }
         let root = try importDirectory(rootFD, path: [])
+        if let counted, counted.files != fileCount {
+            // The walk and the count read the same tree: a difference means it changed meanwhile, or a bug.
+            warnings.append("\(options.source) held \(counted.files) files when counted before the import, but \(fileCount) were imported: the directory changed while it was read; re-run the import once it is stable")
+        }
         try pipeline.finish()
         guard let rootHash = root.tree.hash, let rootID = pipeline.treeID(rootHash) else {
             throw RepositoryError(.failure, "internal error: root tree was not written")
@@ -215,7 +227,8 @@ public final class Importer {
         let now = Clock.nowNanoseconds()
         guard force || now - lastProgress > 200_000_000 else { return }
         lastProgress = now
-        progress(ImportProgress(bytesDone: bytesRead, bytesTotal: bytesTotal, elapsed: Double(now - started) / 1e9))
+        progress(ImportProgress(bytesDone: bytesRead, bytesTotal: bytesTotal, filesDone: fileCount, filesTotal: filesTotal,
+                                elapsed: Double(now - started) / 1e9))
     }
 }
 

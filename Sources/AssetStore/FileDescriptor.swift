@@ -126,3 +126,36 @@ public func timespec(nanoseconds ns: Int64) -> timespec {
     let seconds = ns >= 0 ? ns / 1_000_000_000 : -((-ns + 999_999_999) / 1_000_000_000)
     return Glibc.timespec(tv_sec: Int(seconds), tv_nsec: Int(ns - seconds * 1_000_000_000))
 }
+
+/// The names in the directory open as `dirFD` (without "." and ".."), as raw bytes, from its first entry.
+///
+/// Reads through a fresh open of the directory (`openat(dirFD, ".")`), never through `dirFD` or a `dup` of it: a
+/// dup shares the file offset, so a second listing of the same descriptor would start where the first ended and
+/// find nothing (an import that measured the tree for its progress bar once stored empty versions that way).
+/// `display` names the directory in errors.
+public func directoryNames(_ dirFD: Int32, display: String) throws -> [[UInt8]] {
+    var fresh: Int32
+    repeat { fresh = openat(dirFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } while fresh < 0 && errno == EINTR
+    func failure(_ e: Int32) -> StoreError { StoreError(.io(errno: e), "cannot list \(display): \(String(cString: strerror(e)))") }
+    guard fresh >= 0 else { throw failure(errno) }
+    guard let dir = fdopendir(fresh) else {
+        let e = errno
+        Glibc.close(fresh)
+        throw failure(e)
+    }
+    defer { closedir(dir) }  // Closes `fresh` too.
+    var names: [[UInt8]] = []
+    while true {
+        errno = 0
+        guard let entry = readdir(dir) else {
+            if errno != 0 { throw failure(errno) }
+            return names
+        }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> [UInt8] in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            return Array(bytes[0..<(bytes.firstIndex(of: 0) ?? bytes.count)])
+        }
+        if name == [0x2E] || name == [0x2E, 0x2E] { continue }
+        names.append(name)
+    }
+}

@@ -24,6 +24,12 @@ struct AssetFS: ParsableCommand {
         ]
     )
 
+    /// The options every command shares, accepted before the subcommand as well (`assetfs --store S versions
+    /// data`, like `git -C`, `restic -r`, `kubectl -n`) and shown once in `assetfs --help`. ArgumentParser hands
+    /// the value parsed here to each subcommand's `@OptionGroup var store: StoreOptions` (same type), and that
+    /// group still takes the options after the subcommand; when both are given, the last one wins.
+    @OptionGroup var global: StoreOptions
+
     static func main() {
         // Chunk buffers are 0.1-4 MiB and short-lived: keep them on the heap instead of a fresh mmap (and page
         // zeroing) per allocation, which cost a third of import time in system CPU.

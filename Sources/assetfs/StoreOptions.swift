@@ -26,8 +26,8 @@ struct StoreOptions: ParsableArguments {
 
     func open() throws -> Repository { try Repository.open(at: absolute(path)) }
 
-    /// Progress goes to stderr, and only when stdout is a terminal and --quiet is off.
-    var showProgress: Bool { !quiet && isatty(1) == 1 }
+    /// Progress is drawn on stderr, so only when stderr is a terminal (git's rule) and --quiet is off.
+    var showProgress: Bool { !quiet && isatty(2) == 1 }
 }
 
 struct JSONFlag: ParsableArguments {

@@ -30,7 +30,10 @@ struct Import: ParsableCommand {
         options.meta = try parseMeta(meta)
         options.rehash = rehash
         if store.showProgress {
-            options.progress = { p in ProgressBar.render(done: p.bytesDone, total: p.bytesTotal, elapsed: p.elapsed, label: "importing") }
+            options.progress = { p in
+                ProgressBar.render(done: p.bytesDone, total: p.bytesTotal, files: p.filesDone, filesTotal: p.filesTotal,
+                                   elapsed: p.elapsed, label: "importing")
+            }
         }
         let result = try Importer(repo: repo, options: options).run()
         if store.showProgress { ProgressBar.finish() }

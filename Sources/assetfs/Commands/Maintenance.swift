@@ -14,7 +14,7 @@ struct Verify: ParsableCommand {
         let show = store.showProgress
         let target = try ref.map { try parseRef($0) }
         let report = try Verifier(repo: repo).verify(target) { done, total in
-            if show { FileHandle.standardError.write(Data("\rverifying chunks \(done)/\(total)\u{1B}[K".utf8)) }
+            if show { ProgressBar.count(done, of: total, label: "verifying chunks") }
         }
         if show { ProgressBar.finish() }
         if output.json {
