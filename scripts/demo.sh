@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The main job, end to end: import three versions of a sample data set, mount, browse history,
 # read a pinned version like a training job would, make a new version through a workspace, clean up.
+# usage: bash scripts/demo.sh [ASSETFS_BINARY]   (without one: set up the machine and build a release binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-echo "demo: building assetfs (release)" >&2
-swift build -c release --product assetfs >/dev/null
-bin="$(swift build -c release --show-bin-path)/assetfs"
+if [ $# -ge 1 ]; then
+    bin="$(realpath "$1")"    # an assetfs already built (the test suite runs the demo at a terminal this way)
+else
+    bash scripts/setup.sh
+    echo "demo: building assetfs (release)" >&2
+    swift build -c release --product assetfs >/dev/null
+    bin="$(swift build -c release --show-bin-path)/assetfs"
+fi
 
-work="$(mktemp -d /tmp/assetfs-demo.XXXXXX)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/assetfs-demo.XXXXXX")"
 export ASSETFS_STORE="$work/store"
 mnt="$work/assets"
 cleanup() {

@@ -43,18 +43,22 @@ public struct ProcessResult: CustomStringConvertible, Sendable {
 }
 
 /// Starts `argv` (looked up in PATH when it has no slash; raw bytes, so a test can pass names that are not
-/// UTF-8) with posix_spawn: stdin from /dev/null, stdout and stderr into the given descriptors, no other
+/// UTF-8) with posix_spawn: stdin from /dev/null (or `stdin`), stdout and stderr into the given descriptors, no other
 /// inherited descriptor (a child must never hold a file of another test's mount open), an empty signal mask and
 /// default TERM/INT/HUP/PIPE/QUIT/USR1/USR2 handlers (children of a Swift test thread otherwise inherit its
 /// blocked signals, and a FUSE daemon would never see SIGTERM). The environment is ours without ASSETFS_STORE,
 /// plus `environment`. `ownProcessGroup`: the child leads a new process group, so that a timeout can end all of
 /// it. Returns the child's pid.
 public func spawnProcess(_ argv: [[UInt8]], stdout: Int32, stderr: Int32, environment: [String: String] = [:],
-                         ownProcessGroup: Bool = false) throws -> pid_t {
+                         ownProcessGroup: Bool = false, stdin: Int32? = nil) throws -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    if let stdin {
+        posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    }
     posix_spawn_file_actions_adddup2(&actions, stdout, 1)
     posix_spawn_file_actions_adddup2(&actions, stderr, 2)
     _ = addCloseFrom(&actions, 3)

@@ -36,7 +36,7 @@ example_setup() {
         mkdir -p "$2"
         WORK="$(realpath "$2")"
     else
-        WORK="$(mktemp -d "/tmp/assetfs-example-$EXAMPLE.XXXXXX")"
+        WORK="$(mktemp -d "${TMPDIR:-/tmp}/assetfs-example-$EXAMPLE.XXXXXX")"
         OWN_WORK=1
     fi
     [ -z "$(ls -A "$WORK/store" 2>/dev/null)" ] || die "$WORK/store already exists: give an empty work dir"
