@@ -63,7 +63,8 @@ public struct GarbageCollector {
         return result
     }
 
-    /// Copies the live chunks of `packs` into new packs (verifying each), then drops the old packs.
+    /// Copies the live chunks of `packs` into new packs (the verified bytes of each, and the new pack verified
+    /// again once sealed), then drops the old packs.
     private func rewrite(_ packs: [ContentHash]) throws -> Int {
         let writer = PackWriter(storage: repo.storage)
         var moved: [ChunkLocation] = []
@@ -71,6 +72,10 @@ public struct GarbageCollector {
         func sealAndSwap() throws {
             guard !writer.isEmpty else { return }
             let sealed = try writer.seal()
+            // The new pack is read back and every chunk proven before the catalog points at it and the sources
+            // go. If this fails the sources stay referenced and intact; the new pack is an orphan the next gc
+            // removes.
+            for location in sealed.chunks { _ = try repo.reader.read(location) }
             // A rewrite that reproduces a source byte for byte has that source's name: never delete it.
             let dropped = sources.filter { $0 != sealed.pack }
             try repo.catalog.relocate(sealed.chunks, newPack: sealed.pack, newPackSize: sealed.size, dropping: dropped)
@@ -80,9 +85,9 @@ public struct GarbageCollector {
         }
         for pack in packs {
             for chunk in try repo.catalog.chunks(inPack: pack) {
-                _ = try repo.reader.read(chunk)  // Never copy a damaged chunk: gc stops and verify names it.
-                var record = [UInt8](repeating: 0, count: chunk.length)
-                _ = try record.withUnsafeMutableBytes { try repo.storage.read(pack, at: chunk.offset, into: $0) }
+                // The very bytes that were verified are copied (never a second read), and a damaged chunk is
+                // never copied: gc stops and `verify` names it.
+                let record = try repo.reader.verifiedRecord(chunk)
                 try writer.append(ChunkRecord.Encoded(id: chunk.id, rawLength: chunk.rawLength, bytes: record,
                                                       tableHash: chunk.tableHash, codec: chunk.codec))
                 moved.append(chunk)

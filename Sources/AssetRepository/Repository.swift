@@ -27,7 +27,9 @@ public final class Repository: Sendable {
     public let catalog: Catalog
     public let reader: ChunkReader
 
-    init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog) {
+    /// A store assembled from backends the caller built (`create` and `open` build the local ones); also how a
+    /// test puts a decorator around a backend.
+    public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog) {
         self.root = root
         self.config = config
         self.storage = storage

@@ -26,6 +26,17 @@ public struct ChunkReader: Sendable {
         }
     }
 
+    /// A chunk's stored record (compressed as it is in its pack), exactly the bytes that were proven against the
+    /// chunk's hash. What gc copies into a new pack: copying a second read instead would copy bytes nobody checked.
+    public func verifiedRecord(_ location: ChunkLocation) throws -> [UInt8] {
+        try withRecord(location) { record, raw in
+            if try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength, tableHash: location.tableHash) == nil {
+                _ = try decode(raw, location)
+            }
+            return record
+        }
+    }
+
     /// Reads a chunk's whole record and runs `body` on it; damage is reported with the pack and offset.
     private func withRecord<T>(_ location: ChunkLocation, _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
         let record = try uninitializedBytes(location.length) { try storage.read(location.pack, at: location.offset, into: $0) }
