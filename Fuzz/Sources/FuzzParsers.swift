@@ -25,20 +25,12 @@ final class FuzzPackStorage: PackStorage, @unchecked Sendable {
     var packs: [ContentHash: [UInt8]] = [:]
     var location: String { "memory" }
 
-    func makeStagingPack() throws -> StagingPack {
-        var template = Array("/tmp/assetfs-fuzz-pack-XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { throw StoreError(.io(errno: errno), "mkstemp") }
-        let path = String(cString: template)
-        return StagingPack(path: path, descriptor: FileDescriptor(raw: fd, path: path))
-    }
+    var scratchDirectory: String { "/tmp" }
 
-    func publish(_ staging: StagingPack, as id: ContentHash) throws {
-        var st = stat()
-        fstat(staging.descriptor.raw, &st)
-        packs[id] = try staging.descriptor.pread(count: Int(st.st_size), at: 0)
-        staging.descriptor.close()
-        unlink(staging.path)
+    func put(_ id: ContentHash, from source: PackSource) throws {
+        let plain = try FileDescriptor.open(source.path, O_RDONLY)  // The scratch file may use O_DIRECT.
+        defer { plain.close() }
+        packs[id] = try PackSource(path: source.path, descriptor: plain, size: source.size).readAll()
     }
 
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -51,8 +43,7 @@ final class FuzzPackStorage: PackStorage, @unchecked Sendable {
 
     func size(of id: ContentHash) throws -> UInt64? { packs[id].map { UInt64($0.count) } }
     func delete(_ id: ContentHash) throws { packs[id] = nil }
-    func list() throws -> [ContentHash] { Array(packs.keys) }
-    func removeStaging() throws -> Int { 0 }
+    func list() throws -> [StoredPack] { packs.map { StoredPack(id: $0.key, size: UInt64($0.value.count)) } }
     func describe(_ id: ContentHash) -> String { "memory" }
 }
 

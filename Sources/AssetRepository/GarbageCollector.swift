@@ -28,14 +28,14 @@ public struct GarbageCollector {
         let lock = try repo.lock(exclusive: true)
         defer { lock.release() }
         var result = Result()
-        result.stagingFilesRemoved = try repo.storage.removeStaging()
+        result.stagingFilesRemoved = try PackWriter.removeAbandonedScratch(in: repo.storage.scratchDirectory)
         let onDisk = try repo.storage.list()
-        for id in onDisk { result.bytesBefore += try repo.storage.size(of: id) ?? 0 }
+        result.bytesBefore = onDisk.reduce(0) { $0 + $1.size }
         result.chunkRowsRemoved = try repo.catalog.deleteUnreachable()
 
         let known = try repo.catalog.packs()
         let knownIDs = Set(known.map(\.id))
-        for id in onDisk where !knownIDs.contains(id) {
+        for id in onDisk.map(\.id) where !knownIDs.contains(id) {
             // Written by an import that crashed before recording it: nothing refers to it.
             try repo.storage.delete(id)
             result.orphanPacksDeleted += 1
@@ -59,7 +59,7 @@ public struct GarbageCollector {
         if !sparse.isEmpty {
             result.packsRewritten = try rewrite(sparse)
         }
-        for id in try repo.storage.list() { result.bytesAfter += try repo.storage.size(of: id) ?? 0 }
+        result.bytesAfter = try repo.storage.list().reduce(0) { $0 + $1.size }
         return result
     }
 

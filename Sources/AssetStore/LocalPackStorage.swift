@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Synchronization
 
-/// Packs as files under `STORE/packs/xx/<sha256>.pack`; staging files under `STORE/tmp/`.
+/// Packs as files under `STORE/packs/xx/<sha256>.pack`; writers' scratch files under `STORE/tmp/`.
 public final class LocalPackStorage: PackStorage {
     public let root: String
     private var packsDir: String { root + "/packs" }
@@ -37,39 +37,51 @@ public final class LocalPackStorage: PackStorage {
 
     public func describe(_ id: ContentHash) -> String { path(of: id) }
 
-    public func makeStagingPack() throws -> StagingPack {
-        var template = Array("\(stagingDir)/pack-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if fd < 0 { throw StoreError.syscall("create", path: path, errno: errno) }
-        // Direct I/O where the file system has it: a pack goes from the writer's buffer to the disk without
-        // passing through (and evicting) the page cache, and the kernel copies nothing. The writer keeps its
-        // buffer, offsets and lengths page-aligned. Where O_DIRECT is refused (tmpfs), writes stay buffered.
-        let descriptor = FileDescriptor(raw: fd, path: path)
-        descriptor.setDirectIO(true)
-        return StagingPack(path: path, descriptor: descriptor)
-    }
+    public var scratchDirectory: String { stagingDir }
 
-    public func publish(_ staging: StagingPack, as id: ContentHash) throws {
+    public func put(_ id: ContentHash, from source: PackSource) throws {
         let target = path(of: id)
         let dir = String(target[..<target.lastIndex(of: "/")!])
-        // Durability order: the pack's bytes, then its name, then the directory entry. The staging pack is
-        // consumed on every path: its descriptor is closed exactly once, here.
-        do {
-            try makeDirectory(dir)
-            try staging.descriptor.sync()
-        } catch {
-            staging.descriptor.close()
-            unlink(staging.path)
-            throw error
-        }
-        staging.descriptor.close()
-        if rename(staging.path, target) != 0 {
+        try makeDirectory(dir)
+        // Durability order: the pack's bytes, then its name, then the directory entry.
+        try source.descriptor.sync()
+        // A second name for the scratch file (in the scratch directory, where gc removes one left by a crash),
+        // then an atomic rename over the target: readers see no pack or the whole pack, a pack stored before is
+        // replaced by a fresh copy, and the scratch file stays as it was (the writer removes it; a failed put
+        // can be retried).
+        var temporary = "\(stagingDir)/put-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        if link(source.path, temporary) != 0 {
             let e = errno
-            unlink(staging.path)
+            guard e == EXDEV || e == EPERM || e == EMLINK else { throw StoreError.syscall("link", path: temporary, errno: e) }
+            // Scratch on another file system, or no hard links here: copy beside the target instead.
+            temporary = "\(target).\(getpid())-\(UInt64.random(in: 0...UInt64.max)).tmp"
+            try copyFile(source, to: temporary)
+        }
+        if rename(temporary, target) != 0 {
+            let e = errno
+            unlink(temporary)
             throw StoreError.syscall("rename", path: target, errno: e)
         }
         try syncDirectory(dir)
+    }
+
+    private func copyFile(_ source: PackSource, to path: String) throws {
+        let out = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
+        defer { out.close() }
+        do {
+            var offset: UInt64 = 0
+            var chunk = [UInt8](repeating: 0, count: 1 << 20)
+            while offset < source.size {
+                let n = try chunk.withUnsafeMutableBytes { try source.descriptor.pread(into: $0, at: offset) }
+                if n == 0 { throw StoreError(.io(errno: EIO), "scratch pack \(source.path) ended after \(offset) of its \(source.size) bytes") }
+                try chunk.withUnsafeBytes { try out.pwrite(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: offset) }
+                offset += UInt64(n)
+            }
+            try out.sync()
+        } catch {
+            unlink(path)
+            throw error
+        }
     }
 
     /// Runs `body` with a read descriptor for the pack: a cached one, or a private one closed afterwards.
@@ -111,20 +123,20 @@ public final class LocalPackStorage: PackStorage {
         if unlink(p) != 0 && errno != ENOENT { throw StoreError.syscall("unlink", path: p, errno: errno) }
     }
 
-    public func list() throws -> [ContentHash] {
-        var out = [ContentHash]()
+    public func list() throws -> [StoredPack] {
+        var out = [StoredPack]()
         for sub in try listDirectory(packsDir) where sub.count == 2 {
             for name in try listDirectory("\(packsDir)/\(sub)") where name.hasSuffix(".pack") {
-                if let id = ContentHash(hex: String(name.dropLast(5))) { out.append(id) }
+                guard let id = ContentHash(hex: String(name.dropLast(5))) else { continue }
+                var st = stat()
+                guard stat("\(packsDir)/\(sub)/\(name)", &st) == 0 else {
+                    if errno == ENOENT { continue }  // Deleted since the listing.
+                    throw StoreError.syscall("stat", path: "\(packsDir)/\(sub)/\(name)", errno: errno)
+                }
+                out.append(StoredPack(id: id, size: UInt64(st.st_size)))
             }
         }
         return out
-    }
-
-    public func removeStaging() throws -> Int {
-        var removed = 0
-        for name in try listDirectory(stagingDir) where unlink("\(stagingDir)/\(name)") == 0 { removed += 1 }
-        return removed
     }
 }
 

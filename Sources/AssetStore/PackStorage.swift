@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where a chunk's record lives: what the chunk index in the catalog stores for each chunk id.
 public struct ChunkLocation: Sendable, Hashable {
     public let id: ContentHash
@@ -20,32 +24,62 @@ public struct ChunkLocation: Sendable, Hashable {
     }
 }
 
-/// A pack being written in local scratch space, not yet visible to readers.
-public struct StagingPack: Sendable {
+/// A pack as a backend lists it.
+public struct StoredPack: Sendable, Hashable {
+    public let id: ContentHash
+    public let size: UInt64
+
+    public init(id: ContentHash, size: UInt64) {
+        self.id = id
+        self.size = size
+    }
+}
+
+/// A complete pack in local scratch space, handed to `PackStorage.put`. It can be read any number of times
+/// from any offset (pread only, no shared file offset), so a backend that must retry an upload reads it again
+/// from the start. It belongs to the writer: a backend never closes, moves or deletes it.
+public struct PackSource: Sendable {
     public let path: String
     public let descriptor: FileDescriptor
+    public let size: UInt64
+
+    public init(path: String, descriptor: FileDescriptor, size: UInt64) {
+        self.path = path
+        self.descriptor = descriptor
+        self.size = size
+    }
+
+    /// The whole pack (for backends that send it in one piece; packs are tens of MiB).
+    public func readAll() throws -> [UInt8] {
+        let bytes = try descriptor.pread(count: Int(size), at: 0)
+        guard bytes.count == Int(size) else {
+            throw StoreError(.io(errno: EIO), "scratch pack \(path) ended after \(bytes.count) of its \(size) bytes")
+        }
+        return bytes
+    }
 }
 
 /// Storage of immutable, content-named pack files. The local directory is the first backend; an S3-compatible
-/// object store is meant to be a second implementation of this protocol (staging stays local, `publish` uploads,
-/// `read` becomes a ranged GET).
+/// object store is meant to be a second implementation of this protocol (`put` uploads, `read` becomes a ranged
+/// GET). Writers build packs in local scratch space (`PackWriter`); a backend only stores finished ones.
 public protocol PackStorage: Sendable {
     /// Human-readable place of the storage, for messages.
     var location: String { get }
-    /// Opens a new private staging file for a pack under construction. `PackWriter` writes it only in whole,
-    /// page-aligned pages (then cuts it to size), so it may be opened for direct I/O.
-    func makeStagingPack() throws -> StagingPack
-    /// Makes a complete, fsynced staging pack durable under its content name; afterwards it survives a crash.
-    /// Consumes `staging` on every path: closes its descriptor, and on failure removes its file.
-    func publish(_ staging: StagingPack, as id: ContentHash) throws
+    /// A local directory where writers build packs before `put`. The local backend's is on the packs' file
+    /// system, so that `put` links the file into place instead of copying it. Files there belong to running
+    /// writers; those of crashed writers are removed by gc (`PackWriter.removeAbandonedScratch`).
+    var scratchDirectory: String { get }
+    /// Makes the complete pack in `source` durable under its content name: afterwards it survives a crash.
+    /// Leaves `source` as it was, so a failed call can be retried with the same source; storing a pack that
+    /// already exists is not an error (names are content: the bytes are the same).
+    func put(_ id: ContentHash, from source: PackSource) throws
     /// Reads up to `buffer.count` bytes at `offset` of pack `id`; returns how many were read.
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
     /// The size of a pack, or nil if it does not exist.
     func size(of id: ContentHash) throws -> UInt64?
     func delete(_ id: ContentHash) throws
-    func list() throws -> [ContentHash]
-    /// Removes staging files left by crashed writers. Callers hold the store's exclusive maintenance lock.
-    func removeStaging() throws -> Int
+    /// Every stored pack with its size, in one listing (no request per pack).
+    func list() throws -> [StoredPack]
     /// A readable description of the pack's place (a path for the local backend).
     func describe(_ id: ContentHash) -> String
 }

@@ -18,7 +18,11 @@ public final class PackWriter: @unchecked Sendable {
     }()
 
     private let storage: PackStorage
-    private var staging: StagingPack?
+    /// The pack under construction: a private file in the storage's scratch directory, removed by this writer
+    /// once the pack is stored (or abandoned).
+    private var staging: ScratchFile?
+    /// Opens a new scratch file in a directory (tests replace it to inject failures).
+    var openScratch: (String) throws -> ScratchFile = ScratchFile.create
     /// What the footer needs of each record (not its bytes, which are written out as the pack fills).
     private struct Entry {
         let id: ContentHash
@@ -30,7 +34,7 @@ public final class PackWriter: @unchecked Sendable {
     }
     private var entries: [Entry] = []
     /// Bytes not yet written, in a page-aligned buffer: the staging file may be open with O_DIRECT (see
-    /// `LocalPackStorage.makeStagingPack`), which needs aligned memory, offsets and lengths. Only whole pages are
+    /// `ScratchFile.create`), which needs aligned memory, offsets and lengths. Only whole pages are
     /// written until the seal, which pads the last page and then cuts the file to its exact size.
     private var buffer: UnsafeMutableRawBufferPointer
     private var used = 0
@@ -54,10 +58,7 @@ public final class PackWriter: @unchecked Sendable {
     deinit {
         background.waitIdle()  // A write in flight uses the descriptor until it ends.
         buffer.deallocate()
-        if let staging {
-            staging.descriptor.close()
-            _ = unlinkPath(staging.path)
-        }
+        staging?.remove()
     }
 
     public var isEmpty: Bool { entries.isEmpty }
@@ -70,7 +71,7 @@ public final class PackWriter: @unchecked Sendable {
         try checkBackgroundWrite()
         guard !failed else { throw StoreError(.invalidArgument, "pack writer used after a failed write") }
         if staging == nil {
-            staging = try storage.makeStagingPack()
+            staging = try openScratch(storage.scratchDirectory)
             try write(Self.header)
         }
         let offset = fileOffset + UInt64(used)
@@ -138,7 +139,7 @@ public final class PackWriter: @unchecked Sendable {
         }
     }
 
-    /// Writes the footer index, fsyncs, and publishes the pack under its content hash. Returns where each chunk
+    /// Writes the footer index and stores the pack under its content hash (durably). Returns where each chunk
     /// landed; only after this returns may the catalog refer to them.
     public func seal() throws -> (pack: ContentHash, size: UInt64, chunks: [ChunkLocation]) {
         try checkBackgroundWrite()
@@ -179,11 +180,12 @@ public final class PackWriter: @unchecked Sendable {
         hasher.update(Self.header)
         hasher.update(footer)
         let id = hasher.finalize()
-        // publish consumes the staging pack whether it succeeds or not (it closes the descriptor): forget it
-        // first, so that deinit never closes that descriptor number a second time.
+        // The scratch file goes once the backend has the pack, or has failed to take it (a retry of the put is
+        // the backend's or its decorator's business, with the same source, inside this call).
         self.staging = nil
+        defer { staging.remove() }
         do {
-            try storage.publish(staging, as: id)
+            try storage.put(id, from: PackSource(path: staging.path, descriptor: staging.descriptor, size: size))
         } catch {
             failed = true
             throw error
@@ -195,6 +197,42 @@ public final class PackWriter: @unchecked Sendable {
         entries.removeAll()
         fileOffset = 0
         return (id, size, chunks)
+    }
+}
+
+/// A writer's private scratch file.
+struct ScratchFile: Sendable {
+    let path: String
+    let descriptor: FileDescriptor
+
+    /// A new file `pack-XXXXXX` in `directory`, opened for direct I/O where the file system has it: a pack
+    /// goes from the writer's buffer to the disk without passing through (and evicting) the page cache, and
+    /// the kernel copies nothing. The writer keeps its buffer, offsets and lengths page-aligned. Where O_DIRECT
+    /// is refused (tmpfs), writes stay buffered.
+    static func create(in directory: String) throws -> ScratchFile {
+        var template = Array("\(directory)/pack-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if fd < 0 { throw StoreError.syscall("create", path: path, errno: errno) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // mkostemp is not in Swift's Glibc module.
+        let descriptor = FileDescriptor(raw: fd, path: path)
+        descriptor.setDirectIO(true)
+        return ScratchFile(path: path, descriptor: descriptor)
+    }
+
+    func remove() {
+        descriptor.close()
+        unlink(path)
+    }
+}
+
+extension PackWriter {
+    /// Removes the scratch files that crashed writers left in `directory`; returns how many. Only while no
+    /// writer runs: callers hold the store's exclusive maintenance lock.
+    public static func removeAbandonedScratch(in directory: String) throws -> Int {
+        var removed = 0
+        for name in try listDirectory(directory) where unlink("\(directory)/\(name)") == 0 { removed += 1 }
+        return removed
     }
 }
 
@@ -254,4 +292,3 @@ private struct UncheckedBuffer: @unchecked Sendable {
 import Glibc
 #endif
 import Dispatch
-func unlinkPath(_ path: String) -> Int32 { unlink(path) }

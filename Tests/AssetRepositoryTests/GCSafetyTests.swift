@@ -20,12 +20,11 @@ private final class ShortSecondRead: PackStorage, @unchecked Sendable {
 
     var shortened: Int { lock.withLock { shortReads } }
     var location: String { inner.location }
-    func makeStagingPack() throws -> StagingPack { try inner.makeStagingPack() }
-    func publish(_ staging: StagingPack, as id: ContentHash) throws { try inner.publish(staging, as: id) }
+    var scratchDirectory: String { inner.scratchDirectory }
+    func put(_ id: ContentHash, from source: PackSource) throws { try inner.put(id, from: source) }
     func size(of id: ContentHash) throws -> UInt64? { try inner.size(of: id) }
     func delete(_ id: ContentHash) throws { try inner.delete(id) }
-    func list() throws -> [ContentHash] { try inner.list() }
-    func removeStaging() throws -> Int { try inner.removeStaging() }
+    func list() throws -> [StoredPack] { try inner.list() }
     func describe(_ id: ContentHash) -> String { inner.describe(id) }
 
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {

@@ -26,48 +26,74 @@ private let payloads: [[UInt8]] = [
     textBytes(ChunkRecord.blockSize, seed: 24) + randomBytes(250_000, seed: 25),
 ]
 
-/// Storage whose staging files write to /dev/full, so the first flush fails with ENOSPC.
-private final class FullDiskStorage: PackStorage {
-    let inner: LocalPackStorage
-    init(inner: LocalPackStorage) { self.inner = inner }
-    var location: String { inner.location }
-    func makeStagingPack() throws -> StagingPack {
-        let staging = try inner.makeStagingPack()
+/// A writer whose scratch file writes to /dev/full, so the first flush fails with ENOSPC.
+private func fullDiskWriter(_ storage: PackStorage) -> PackWriter {
+    let writer = PackWriter(storage: storage)
+    writer.openScratch = { directory in
+        let scratch = try ScratchFile.create(in: directory)
         let full = open("/dev/full", O_WRONLY | O_CLOEXEC)
         guard full >= 0 else { throw TestFailure("cannot open /dev/full") }
-        dup2(full, staging.descriptor.raw)
+        dup2(full, scratch.descriptor.raw)
         close(full)
-        return staging
+        return scratch
     }
-    func publish(_ staging: StagingPack, as id: ContentHash) throws { try inner.publish(staging, as: id) }
+    return writer
+}
+
+/// Storage whose first `attempts` puts fail after reading part of the source, as an interrupted upload does;
+/// later puts go to the local backend. Records what each put read of its source.
+private final class FlakyPutStorage: PackStorage, @unchecked Sendable {
+    let inner: LocalPackStorage
+    private let lock = NSLock()
+    private var failuresLeft: Int  // Protected by `lock`.
+    private var reads: [[UInt8]] = []  // Protected by `lock`.
+
+    init(inner: LocalPackStorage, failures: Int) {
+        self.inner = inner
+        failuresLeft = failures
+    }
+
+    var sourcesRead: [[UInt8]] { lock.withLock { reads } }
+    var location: String { inner.location }
+    var scratchDirectory: String { inner.scratchDirectory }
+
+    func put(_ id: ContentHash, from source: PackSource) throws {
+        let plain = try FileDescriptor.open(source.path, O_RDONLY)  // The scratch file may use O_DIRECT.
+        defer { plain.close() }
+        let bytes = try PackSource(path: source.path, descriptor: plain, size: source.size).readAll()
+        let fail = lock.withLock { () -> Bool in
+            reads.append(bytes)
+            guard failuresLeft > 0 else { return false }
+            failuresLeft -= 1
+            return true
+        }
+        if fail { throw StoreError(.io(errno: EIO), "injected put failure") }
+        try inner.put(id, from: source)
+    }
+
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         try inner.read(id, at: offset, into: buffer)
     }
     func size(of id: ContentHash) throws -> UInt64? { try inner.size(of: id) }
     func delete(_ id: ContentHash) throws { try inner.delete(id) }
-    func list() throws -> [ContentHash] { try inner.list() }
-    func removeStaging() throws -> Int { try inner.removeStaging() }
+    func list() throws -> [StoredPack] { try inner.list() }
     func describe(_ id: ContentHash) -> String { inner.describe(id) }
 }
 
-/// Storage whose publish step fails, as a full or read-only disk would make rename fail.
-private final class FailingPublishStorage: PackStorage {
-    let inner: LocalPackStorage
-    init(inner: LocalPackStorage) { self.inner = inner }
+/// Retries a failed put with the same source, as a retry decorator around a remote backend does.
+private struct RetryingPut: PackStorage {
+    let inner: FlakyPutStorage
     var location: String { inner.location }
-    func makeStagingPack() throws -> StagingPack { try inner.makeStagingPack() }
-    func publish(_ staging: StagingPack, as id: ContentHash) throws {
-        staging.descriptor.close()
-        unlink(staging.path)
-        throw StoreError(.io(errno: EIO), "injected publish failure")
+    var scratchDirectory: String { inner.scratchDirectory }
+    func put(_ id: ContentHash, from source: PackSource) throws {
+        do { try inner.put(id, from: source) } catch { try inner.put(id, from: source) }
     }
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         try inner.read(id, at: offset, into: buffer)
     }
     func size(of id: ContentHash) throws -> UInt64? { try inner.size(of: id) }
     func delete(_ id: ContentHash) throws { try inner.delete(id) }
-    func list() throws -> [ContentHash] { try inner.list() }
-    func removeStaging() throws -> Int { try inner.removeStaging() }
+    func list() throws -> [StoredPack] { try inner.list() }
     func describe(_ id: ContentHash) -> String { inner.describe(id) }
 }
 
@@ -149,7 +175,7 @@ struct PackTests {
             #expect(try storage.size(of: sealed.pack) == sealed.size)
             #expect(Array(file[0..<8]) == PackWriter.magic)
             #expect(Array(file[(file.count - 8)...]) == PackWriter.footerMagic)
-            #expect(try storage.list() == [sealed.pack])
+            #expect(try storage.list() == [StoredPack(id: sealed.pack, size: sealed.size)])
             #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "staging file left behind after seal")
 
             // Where the writer said each record is, byte for byte.
@@ -190,7 +216,7 @@ struct PackTests {
             #expect(first.pack != second.pack)
             #expect(first.chunks.count == 1 && second.chunks.count == 2)
             #expect(second.chunks[0].offset == UInt64(PackWriter.headerSize))
-            #expect(Set(try storage.list()) == [first.pack, second.pack])
+            #expect(Set(try storage.list().map(\.id)) == [first.pack, second.pack])
             #expect(try PackIndexReader.read(second.pack, from: storage) == second.chunks)
             #expect(try ChunkReader(storage: storage).read(second.chunks[1]) == payloads[3])
 
@@ -200,7 +226,7 @@ struct PackTests {
                 #expect(rawNamesAt(dir + "/store/tmp").count == 1)
             }
             #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "abandoned writer left its staging file")
-            #expect(Set(try storage.list()) == [first.pack, second.pack])
+            #expect(Set(try storage.list().map(\.id)) == [first.pack, second.pack])
 
             // Deleting a pack makes it missing, and reading it then says so.
             try storage.delete(first.pack)
@@ -216,7 +242,7 @@ struct PackTests {
         try withTemporaryDirectory("full") { dir in
             let storage = try makeStorage(dir)
             do {
-                let writer = PackWriter(storage: FullDiskStorage(inner: storage))
+                let writer = fullDiskWriter(storage)
                 try writer.append(encode(payloads[1]))
                 let failure = #expect(throws: StoreError.self) { try writer.seal() }
                 #expect(failure?.isNoSpace == true, "ENOSPC should be reported as a full disk: \(String(describing: failure))")
@@ -229,16 +255,40 @@ struct PackTests {
         }
     }
 
-    @Test("a writer refuses any use after a failed publish")
-    func refusesUseAfterFailedPublish() throws {
-        try withTemporaryDirectory("publish") { dir in
+    @Test("a writer refuses any use after a failed put, and removes its scratch file")
+    func refusesUseAfterFailedPut() throws {
+        try withTemporaryDirectory("put-fails") { dir in
             let storage = try makeStorage(dir)
-            let writer = PackWriter(storage: FailingPublishStorage(inner: storage))
+            let writer = PackWriter(storage: FlakyPutStorage(inner: storage, failures: 1))
             try writer.append(encode(payloads[2]))
             #expect(throws: StoreError.self) { try writer.seal() }
             let again = #expect(throws: StoreError.self) { try writer.append(encode(payloads[0])) }
             #expect(again?.code == .invalidArgument)
             #expect(try storage.list().isEmpty)
+            #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "failed writer left its scratch file")
+        }
+    }
+
+    @Test("a failed put can be retried with the same source: the backend gets the whole pack again")
+    func putIsRetryable() throws {
+        try withTemporaryDirectory("put-retry") { dir in
+            let storage = try makeStorage(dir)
+            let flaky = FlakyPutStorage(inner: storage, failures: 1)
+            let writer = PackWriter(storage: RetryingPut(inner: flaky))
+            for payload in payloads { try writer.append(encode(payload)) }
+            let sealed = try writer.seal()
+            let attempts = flaky.sourcesRead
+            #expect(attempts.count == 2 && attempts[0] == attempts[1] && attempts[0].count == Int(sealed.size))
+            #expect(try readWhole(storage.path(of: sealed.pack)) == attempts[1])
+            #expect(try storage.list() == [StoredPack(id: sealed.pack, size: sealed.size)])
+            for (i, location) in sealed.chunks.enumerated() { #expect(try ChunkReader(storage: storage).read(location) == payloads[i]) }
+            #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "scratch or link files left behind")
+
+            // Storing a pack that exists already is not an error, and leaves it whole.
+            let again = PackWriter(storage: storage)
+            for payload in payloads { try again.append(encode(payload)) }
+            #expect(try again.seal().pack == sealed.pack)
+            #expect(try readWhole(storage.path(of: sealed.pack)) == attempts[1])
         }
     }
 

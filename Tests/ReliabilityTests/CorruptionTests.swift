@@ -70,7 +70,7 @@ struct KnownStore {
         try put("beta@v1", [("shared/victim.bin", victim), ("beta.bin", betaOwn)])
         try f.importVersion("beta")
         let storage = LocalPackStorage(root: f.store)
-        for id in try storage.list() { known.packs[id] = try PackIndexReader.read(id, from: storage) }
+        for id in try storage.list().map(\.id) { known.packs[id] = try PackIndexReader.read(id, from: storage) }
         // Sanity: every chunk the test computed is in some pack (else the test's chunking differs from the store's).
         let all = Set(known.files.values.flatMap(\.chunks))
         let stored = Set(known.packs.values.flatMap { $0.map(\.id) })

@@ -11,7 +11,7 @@ func decodedStoreBytes(_ store: String) throws -> [[UInt8]] {
     let storage = LocalPackStorage(root: store)
     let reader = ChunkReader(storage: storage)
     var out: [[UInt8]] = []
-    for id in try storage.list() {
+    for id in try storage.list().map(\.id) {
         for loc in try PackIndexReader.read(id, from: storage) { out.append(try reader.read(loc)) }
     }
     return out
@@ -20,7 +20,7 @@ func decodedStoreBytes(_ store: String) throws -> [[UInt8]] {
 /// Raw bytes of every pack file.
 func rawPacks(_ store: String) throws -> [[UInt8]] {
     let storage = LocalPackStorage(root: store)
-    return try storage.list().map { try readAll(storage.path(of: $0)) }
+    return try storage.list().map { try readAll(storage.path(of: $0.id)) }
 }
 
 /// 6. Hostile source trees.

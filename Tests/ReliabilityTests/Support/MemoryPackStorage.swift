@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Packs held in memory: lets the parsers read arbitrary (mutated) pack bytes. Writing goes through a real
-/// staging file (PackWriter writes to a descriptor); `publish` moves its bytes into memory.
+/// scratch file (PackWriter writes to a descriptor); `put` copies its bytes into memory.
 final class MemoryPackStorage: PackStorage, @unchecked Sendable {
     private let lock = NSLock()
     private var packs: [ContentHash: [UInt8]] = [:]  // Protected by `lock`.
@@ -17,26 +17,14 @@ final class MemoryPackStorage: PackStorage, @unchecked Sendable {
     func set(_ id: ContentHash, _ bytes: [UInt8]) { lock.withLock { packs[id] = bytes } }
     func bytes(_ id: ContentHash) -> [UInt8]? { lock.withLock { packs[id] } }
 
-    /// A staging file from a local backend in a fresh temporary directory (StagingPack has no public
-    /// initializer). The directory is removed at once: PackWriter writes and `publish` reads through the open
-    /// descriptor, so nothing is left behind even when an exit-test child ends with exit().
-    func makeStagingPack() throws -> StagingPack {
-        var template = Array("/tmp/assetfs-mempack-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw StoreError(.io(errno: errno), "mkdtemp") }
-        let root = String(cString: made)
-        defer { removeTree(root) }
-        let local = LocalPackStorage(root: root)
-        try local.createLayout()
-        return try local.makeStagingPack()
-    }
+    /// Writers build packs in the system's temporary directory; `put` copies a finished one into memory.
+    var scratchDirectory: String { NSTemporaryDirectory() }
 
-    func publish(_ staging: StagingPack, as id: ContentHash) throws {
-        defer { staging.descriptor.close() }  // publish consumes the staging pack on every path
-        // The local backend's staging files use O_DIRECT (aligned I/O only): read this one normally.
-        staging.descriptor.setDirectIO(false)
-        var st = stat()
-        fstat(staging.descriptor.raw, &st)
-        set(id, try staging.descriptor.pread(count: Int(st.st_size), at: 0))
+    func put(_ id: ContentHash, from source: PackSource) throws {
+        // The writer's scratch file may use O_DIRECT (aligned I/O only): read it through a plain descriptor.
+        let plain = try FileDescriptor.open(source.path, O_RDONLY)
+        defer { plain.close() }
+        set(id, try PackSource(path: source.path, descriptor: plain, size: source.size).readAll())
     }
 
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -51,8 +39,7 @@ final class MemoryPackStorage: PackStorage, @unchecked Sendable {
 
     func size(of id: ContentHash) throws -> UInt64? { bytes(id).map { UInt64($0.count) } }
     func delete(_ id: ContentHash) throws { _ = lock.withLock { packs.removeValue(forKey: id) } }
-    func list() throws -> [ContentHash] { lock.withLock { Array(packs.keys) } }
-    func removeStaging() throws -> Int { 0 }
+    func list() throws -> [StoredPack] { lock.withLock { packs.map { StoredPack(id: $0.key, size: UInt64($0.value.count)) } } }
     func describe(_ id: ContentHash) -> String { "memory:\(id.short)" }
 }
 
