@@ -34,7 +34,7 @@ final class FuzzPackStorage: PackStorage, @unchecked Sendable {
     }
 
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let bytes = packs[id] else { throw StoreError(.missing, "missing") }
+        guard let bytes = packs[id] else { throw StoreError(.notFound, "missing") }
         guard offset < UInt64(bytes.count) else { return 0 }
         let n = min(buffer.count, bytes.count - Int(offset))
         bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + Int(offset), byteCount: n) }

@@ -12,19 +12,6 @@ public enum SQLValue: Sendable {
     case null
 }
 
-/// An SQLite failure, with the statement that caused it.
-public struct CatalogError: Error, CustomStringConvertible, Sendable {
-    public enum Code: Sendable, Equatable { case sqlite(Int32), notFound, conflict, invalid, corrupt }
-    public let code: Code
-    public let message: String
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-    public var description: String { message }
-    public var isNoSpace: Bool { code == .sqlite(SQLITE_FULL) || message.contains("disk holding the store is full") }
-}
-
 /// The one Swift file that calls SQLite's C API: a connection with a statement cache. Not thread-safe by itself;
 /// `SQLiteCatalog` serialises access with its mutex.
 final class SQLiteDatabase {
@@ -39,7 +26,7 @@ final class SQLiteDatabase {
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             if let db { sqlite3_close_v2(db) }
-            throw CatalogError(.sqlite(rc), "cannot open catalog \(path): \(message)")
+            throw CatalogError(SQLiteDatabase.code(of: rc), "cannot open catalog \(path): \(message)", cause: SQLiteDatabase.cause(rc))
         }
         handle = db
         self.path = path
@@ -62,8 +49,23 @@ final class SQLiteDatabase {
         } else if rc & 0xFF == SQLITE_READONLY {
             text += " (the store is read-only for this user)"
         }
-        return CatalogError(.sqlite(rc & 0xFF), text)
+        let full = rc & 0xFF == SQLITE_FULL || sqlite3_system_errno(handle) == ENOSPC
+        return CatalogError(full ? .noSpace : Self.code(of: rc), text, cause: Self.cause(rc))
     }
+
+    /// The backend-neutral code of an SQLite result code (primary or extended).
+    static func code(of rc: Int32) -> CatalogError.Code {
+        switch rc & 0xFF {
+        case SQLITE_FULL: return .noSpace
+        case SQLITE_CORRUPT, SQLITE_NOTADB: return .corrupt
+        case SQLITE_BUSY, SQLITE_LOCKED: return .transient
+        case SQLITE_CONSTRAINT: return .conflict
+        case SQLITE_MISUSE, SQLITE_RANGE, SQLITE_MISMATCH: return .invalid
+        default: return .failure
+        }
+    }
+
+    static func cause(_ rc: Int32) -> String { "SQLite \(rc) (\(String(cString: sqlite3_errstr(rc))))" }
 
     func execute(_ sql: String) throws {
         var message: UnsafeMutablePointer<CChar>?

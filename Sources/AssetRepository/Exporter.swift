@@ -89,7 +89,7 @@ public struct Exporter {
                     try out.pwrite(raw, at: offset)
                     offset += UInt64(raw.count)
                 }
-            } catch let error as StoreError where error.code == .corrupt || error.code == .missing {
+            } catch let error as StoreError where error.code == .corrupt || error.code == .notFound {
                 throw RepositoryError(.corruption, "cannot export \(path): the store is damaged (\(error.message)); run `assetfs verify` to list every broken file, then restore the pack from a copy of the store or `assetfs delete` the broken versions")
             }
             if offset < entry.size { _ = ftruncate(fd, off_t(entry.size)) }

@@ -46,7 +46,8 @@ public struct ChunkReader: Sendable {
         do {
             return try record.withUnsafeBytes { try body(record, $0) }
         } catch let error as StoreError {
-            throw StoreError(error.code, "\(error.message) (pack \(storage.describe(location.pack)), offset \(location.offset))")
+            throw StoreError(error.code, "\(error.message) (pack \(storage.describe(location.pack)), offset \(location.offset))",
+                             cause: error.cause)
         }
     }
 

@@ -136,7 +136,9 @@ public func timespec(nanoseconds ns: Int64) -> timespec {
 public func directoryNames(_ dirFD: Int32, display: String) throws -> [[UInt8]] {
     var fresh: Int32
     repeat { fresh = openat(dirFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) } while fresh < 0 && errno == EINTR
-    func failure(_ e: Int32) -> StoreError { StoreError(.io(errno: e), "cannot list \(display): \(String(cString: strerror(e)))") }
+    func failure(_ e: Int32) -> StoreError {
+        StoreError(StoreError.code(ofErrno: e), "cannot list \(display): \(String(cString: strerror(e)))", cause: .errno(e))
+    }
     guard fresh >= 0 else { throw failure(errno) }
     guard let dir = fdopendir(fresh) else {
         let e = errno

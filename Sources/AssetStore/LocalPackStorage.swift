@@ -73,7 +73,7 @@ public final class LocalPackStorage: PackStorage {
             var chunk = [UInt8](repeating: 0, count: 1 << 20)
             while offset < source.size {
                 let n = try chunk.withUnsafeMutableBytes { try source.descriptor.pread(into: $0, at: offset) }
-                if n == 0 { throw StoreError(.io(errno: EIO), "scratch pack \(source.path) ended after \(offset) of its \(source.size) bytes") }
+                if n == 0 { throw StoreError(.failure, "scratch pack \(source.path) ended after \(offset) of its \(source.size) bytes") }
                 try chunk.withUnsafeBytes { try out.pwrite(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: offset) }
                 offset += UInt64(n)
             }
@@ -90,8 +90,9 @@ public final class LocalPackStorage: PackStorage {
         let fd: FileDescriptor
         do {
             fd = try FileDescriptor.open(path(of: id), O_RDONLY)
-        } catch let error as StoreError where error.code == .io(errno: ENOENT) {
-            throw StoreError(.missing, "pack \(path(of: id)) is missing: restore it from a copy of the store, or delete the versions that need it")
+        } catch let error as StoreError where error.code == .notFound {
+            throw StoreError(.notFound, "pack \(path(of: id)) is missing: restore it from a copy of the store, or delete the versions that need it",
+                             cause: error.cause)
         }
         let kept = openFiles.withLock { files -> Bool in
             guard files[id] == nil, files.count < Self.maxOpenFiles else { return false }

@@ -2,7 +2,7 @@
 public enum PackIndexReader {
     public static func read(_ id: ContentHash, from storage: PackStorage) throws -> [ChunkLocation] {
         guard let size = try storage.size(of: id) else {
-            throw StoreError(.missing, "pack \(storage.describe(id)) is missing")
+            throw StoreError(.notFound, "pack \(storage.describe(id)) is missing")
         }
         let trailerSize = UInt64(PackWriter.trailerSize)
         guard size >= UInt64(PackWriter.headerSize) + trailerSize else {

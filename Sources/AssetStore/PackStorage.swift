@@ -53,7 +53,7 @@ public struct PackSource: Sendable {
     public func readAll() throws -> [UInt8] {
         let bytes = try descriptor.pread(count: Int(size), at: 0)
         guard bytes.count == Int(size) else {
-            throw StoreError(.io(errno: EIO), "scratch pack \(path) ended after \(bytes.count) of its \(size) bytes")
+            throw StoreError(.failure, "scratch pack \(path) ended after \(bytes.count) of its \(size) bytes")
         }
         return bytes
     }

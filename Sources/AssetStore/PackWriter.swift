@@ -116,7 +116,7 @@ public final class PackWriter: @unchecked Sendable {
     static func writePages(_ bytes: UnsafeRawBufferPointer, to descriptor: FileDescriptor, at offset: UInt64) throws {
         do {
             try descriptor.pwrite(bytes, at: offset)
-        } catch let error as StoreError where error.code == .io(errno: EINVAL) {
+        } catch let error as StoreError where error.cause == .errno(EINVAL) {
             guard descriptor.setDirectIO(false) else { throw error }
             try descriptor.pwrite(bytes, at: offset)
         }

@@ -140,7 +140,7 @@ extension AssetFileSystem {
         } catch let error as StoreError {
             logger.error("read failed: \(error.message)",
                          metadata: ["file": "\(file.path)", "chunk": "\(location.id.hex)", "pack": "\(repo.storage.describe(location.pack))"])
-            throw VFSError(error.code == .corrupt || error.code == .missing ? EIO : error.errno)
+            throw VFSError(error)
         }
     }
 

@@ -1,3 +1,4 @@
+import AssetStore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,4 +19,25 @@ public struct VFSError: Error, Equatable, CustomStringConvertible {
     public static let badHandle = VFSError(EBADF)
 
     public var description: String { String(cString: strerror(errno)) }
+
+    /// The answer to the kernel for a store failure. Damaged or missing store data is EIO (a missing pack must
+    /// never look like a missing file); otherwise a local system call's own errno when there was one (a
+    /// workspace's files are local files: EFBIG, EDQUOT, ENOSPC pass through as they are), else one errno per code.
+    public init(_ error: StoreError) {
+        switch error.code {
+        case .corrupt, .notFound, .format:
+            self.init(EIO)
+        case .noSpace, .conflict, .invalidArgument, .transient, .failure:
+            if case .errno(let e)? = error.cause {
+                self.init(e)
+                return
+            }
+            switch error.code {
+            case .noSpace: self.init(ENOSPC)
+            case .conflict: self.init(EEXIST)
+            case .invalidArgument: self.init(EINVAL)
+            default: self.init(EIO)
+            }
+        }
+    }
 }

@@ -183,7 +183,7 @@ extension WorkspaceOverlay {
                 return try readBase(file, off, n)
             }
         } catch let error as StoreError {
-            throw VFSError(error.errno)
+            throw VFSError(error)
         }
     }
 
@@ -217,7 +217,7 @@ extension WorkspaceOverlay {
                 h.node.mtimeNs = Self.now()
                 return data.count
             } catch let error as StoreError {
-                throw VFSError(error.errno)
+                throw VFSError(error)
             }
         }
     }

@@ -79,7 +79,7 @@ final class WorkspaceOverlay: @unchecked Sendable {
             do {
                 return try meta.transaction(body)
             } catch let error as StoreError {
-                throw VFSError(error.errno)
+                throw VFSError(error)
             } catch let error as CatalogError where error.isNoSpace {
                 throw VFSError(ENOSPC)
             }

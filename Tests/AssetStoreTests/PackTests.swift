@@ -67,7 +67,7 @@ private final class FlakyPutStorage: PackStorage, @unchecked Sendable {
             failuresLeft -= 1
             return true
         }
-        if fail { throw StoreError(.io(errno: EIO), "injected put failure") }
+        if fail { throw StoreError(.transient, "injected put failure") }
         try inner.put(id, from: source)
     }
 
@@ -232,7 +232,7 @@ struct PackTests {
             try storage.delete(first.pack)
             #expect(try storage.size(of: first.pack) == nil)
             let error = #expect(throws: StoreError.self) { try ChunkReader(storage: storage).read(first.chunks[0]) }
-            #expect(error?.code == .missing)
+            #expect(error?.code == .notFound)
             #expect(throws: StoreError.self) { try PackIndexReader.read(first.pack, from: storage) }
         }
     }
@@ -359,4 +359,145 @@ func rawNamesAt(_ path: String) -> [[UInt8]] {
     guard fd >= 0 else { return [] }
     defer { close(fd) }
     return rawNames(fd)
+}
+
+/// Storage that fails its next calls with the given codes, then works.
+private final class ScriptedFailures: PackStorage, @unchecked Sendable {
+    let inner: LocalPackStorage
+    private let lock = NSLock()
+    private var failures: [StoreError.Code]  // Protected by `lock`.
+    private var calls = 0  // Protected by `lock`.
+
+    init(inner: LocalPackStorage, failures: [StoreError.Code]) {
+        self.inner = inner
+        self.failures = failures
+    }
+
+    var callCount: Int { lock.withLock { calls } }
+    private func next() throws {
+        let code = lock.withLock { () -> StoreError.Code? in
+            calls += 1
+            return failures.isEmpty ? nil : failures.removeFirst()
+        }
+        if let code { throw StoreError(code, "injected \(code)", cause: .http(503)) }
+    }
+
+    var location: String { inner.location }
+    var scratchDirectory: String { inner.scratchDirectory }
+    func put(_ id: ContentHash, from source: PackSource) throws {
+        try next()
+        try inner.put(id, from: source)
+    }
+    func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try next()
+        return try inner.read(id, at: offset, into: buffer)
+    }
+    func size(of id: ContentHash) throws -> UInt64? {
+        try next()
+        return try inner.size(of: id)
+    }
+    func delete(_ id: ContentHash) throws {
+        try next()
+        try inner.delete(id)
+    }
+    func list() throws -> [StoredPack] {
+        try next()
+        return try inner.list()
+    }
+    func describe(_ id: ContentHash) -> String { inner.describe(id) }
+}
+
+/// Waits a retry asked for, recorded instead of slept.
+private final class RecordedWaits: @unchecked Sendable {
+    private let lock = NSLock()
+    private var waits: [Double] = []  // Protected by `lock`.
+    func record(_ seconds: Double) { lock.withLock { waits.append(seconds) } }
+    var all: [Double] { lock.withLock { waits } }
+}
+
+@Suite("RetryingPackStorage")
+struct RetryTests {
+    @Test("transient failures are retried with growing, jittered waits; the pack is stored and read whole")
+    func retriesTransientFailures() throws {
+        try withTemporaryDirectory("retry") { dir in
+            let local = try makeStorage(dir)
+            let flaky = ScriptedFailures(inner: local, failures: [.transient, .transient, .transient])
+            let waits = RecordedWaits()
+            var policy = RetryPolicy()
+            policy.initialDelay = 0.1
+            let storage = RetryingPackStorage(flaky, policy: policy, sleep: { waits.record($0) })
+            let writer = PackWriter(storage: storage)
+            for payload in payloads { try writer.append(encode(payload)) }
+            let sealed = try writer.seal()
+            #expect(flaky.callCount == 4, "three failed puts and one that worked")
+            let recorded = waits.all
+            #expect(recorded.count == 3)
+            for (i, wait) in recorded.enumerated() { #expect(wait >= 0 && wait <= 0.1 * Double(1 << i), "wait \(i): \(wait)") }
+            for (i, location) in sealed.chunks.enumerated() { #expect(try ChunkReader(storage: storage).read(location) == payloads[i]) }
+        }
+    }
+
+    @Test("other failures are not retried, and retries stop at the attempt and time bounds with a message saying so")
+    func boundsAndPermanentFailures() throws {
+        try withTemporaryDirectory("retry-bounds") { dir in
+            let local = try makeStorage(dir)
+            let permanent = ScriptedFailures(inner: local, failures: [.failure, .transient])
+            let noRetry = RetryingPackStorage(permanent, sleep: { _ in Issue.record("a permanent failure was retried") })
+            let first = #expect(throws: StoreError.self) { _ = try noRetry.list() }
+            #expect(first?.code == .failure && permanent.callCount == 1)
+
+            var policy = RetryPolicy()
+            policy.attempts = 4
+            let always = ScriptedFailures(inner: local, failures: Array(repeating: .transient, count: 10))
+            let bounded = RetryingPackStorage(always, policy: policy, sleep: { _ in })
+            let gaveUp = #expect(throws: StoreError.self) { _ = try bounded.list() }
+            #expect(always.callCount == 4)
+            #expect(gaveUp?.code == .transient && gaveUp?.cause == .http(503))
+            #expect(gaveUp?.message.contains("gave up after 4 tries") == true, "\(String(describing: gaveUp))")
+
+            policy.attempts = 100
+            policy.totalTime = 0.05
+            let slow = ScriptedFailures(inner: local, failures: Array(repeating: .transient, count: 100))
+            let timed = RetryingPackStorage(slow, policy: policy, sleep: { usleep(UInt32($0 * 1_000_000)) })
+            let started = Date()
+            #expect(throws: StoreError.self) { _ = try timed.list() }
+            #expect(Date().timeIntervalSince(started) < 1 && slow.callCount < 100, "\(slow.callCount) tries")
+        }
+    }
+
+    @Test("a delete whose first answer was lost (it worked, then failed) counts as done on the retry")
+    func deleteIsIdempotent() throws {
+        try withTemporaryDirectory("retry-delete") { dir in
+            let local = try makeStorage(dir)
+            let writer = PackWriter(storage: local)
+            try writer.append(encode(payloads[1]))
+            let sealed = try writer.seal()
+            let lostAnswer = DeleteThenFail(inner: local)
+            try RetryingPackStorage(lostAnswer, sleep: { _ in }).delete(sealed.pack)
+            #expect(try local.list().isEmpty)
+        }
+    }
+}
+
+/// Deletes for real, then reports a transient failure: an answer lost on the way back.
+private final class DeleteThenFail: PackStorage, @unchecked Sendable {
+    let inner: LocalPackStorage
+    private let lock = NSLock()
+    private var failed = false  // Protected by `lock`.
+    init(inner: LocalPackStorage) { self.inner = inner }
+    var location: String { inner.location }
+    var scratchDirectory: String { inner.scratchDirectory }
+    func put(_ id: ContentHash, from source: PackSource) throws { try inner.put(id, from: source) }
+    func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        try inner.read(id, at: offset, into: buffer)
+    }
+    func size(of id: ContentHash) throws -> UInt64? { try inner.size(of: id) }
+    func delete(_ id: ContentHash) throws {
+        if try inner.size(of: id) == nil { throw StoreError(.notFound, "pack \(id.short) is missing") }
+        try inner.delete(id)
+        let first = lock.withLock { () -> Bool in defer { failed = true }; return !failed }
+        if first { throw StoreError(.transient, "connection reset after the delete") }
+    }
+    func list() throws -> [StoredPack] { try inner.list() }
+    func describe(_ id: ContentHash) -> String { inner.describe(id) }
 }

@@ -21,7 +21,7 @@ struct Cat: ParsableCommand {
         let out = AssetStore.FileDescriptor(raw: 1, path: "stdout")
         do {
             try FileContentReader(repo: repo).stream(fileID: fileID) { try out.write($0) }
-        } catch let error as StoreError where error.code == .corrupt || error.code == .missing {
+        } catch let error as StoreError where error.code == .corrupt || error.code == .notFound {
             throw RepositoryError(.corruption, "cannot read \(parsed): the store is damaged (\(error.message)); run `assetfs verify` to list every broken file, then restore the pack from a copy of the store or `assetfs delete` the broken versions")
         }
     }

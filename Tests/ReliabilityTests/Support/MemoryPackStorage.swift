@@ -28,7 +28,7 @@ final class MemoryPackStorage: PackStorage, @unchecked Sendable {
     }
 
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        guard let bytes = bytes(id) else { throw StoreError(.missing, "pack \(id.short) is missing") }
+        guard let bytes = bytes(id) else { throw StoreError(.notFound, "pack \(id.short) is missing") }
         guard offset < UInt64(bytes.count) else { return 0 }
         let n = min(buffer.count, bytes.count - Int(offset))
         bytes.withUnsafeBytes { src in
