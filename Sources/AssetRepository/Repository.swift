@@ -21,7 +21,10 @@ public struct StoreConfig: Codable, Sendable {
 /// An open store: its pack storage, its catalog, and the chunk reader, which every operation shares.
 public final class Repository: Sendable {
     public static let configName = "assetfs-store.json"
+    public static let catalogName = "catalog.sqlite"
     public let root: String
+    /// Where this host keeps its own state of the store: workspaces, locks, logs. For a local store its root.
+    public let hostDirectory: String
     public let config: StoreConfig
     public let storage: PackStorage
     public let catalog: Catalog
@@ -29,8 +32,9 @@ public final class Repository: Sendable {
 
     /// A store assembled from backends the caller built (`create` and `open` build the local ones); also how a
     /// test puts a decorator around a backend.
-    public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog) {
+    public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog, hostDirectory: String? = nil) {
         self.root = root
+        self.hostDirectory = hostDirectory ?? root
         self.config = config
         self.storage = storage
         self.catalog = catalog
@@ -38,6 +42,12 @@ public final class Repository: Sendable {
     }
 
     /// Creates a new store in `root`, which must be missing or an empty directory.
+    /// Creates a store at `location` (see `StoreLocation`).
+    public static func create(_ location: StoreLocation, chunker: ChunkerParameters = .default) throws -> Repository {
+        guard case .local(let path) = location else { throw StoreBackends.unsupported(location) }
+        return try create(at: path, chunker: chunker)
+    }
+
     public static func create(at root: String, chunker: ChunkerParameters = .default) throws -> Repository {
         if let problem = chunker.problem { throw RepositoryError(.usage, problem) }
         var st = stat()
@@ -57,16 +67,22 @@ public final class Repository: Sendable {
         // umask is left alone, since other threads may be creating files of their own meanwhile).
         try makeParents(root)
         try makeDirectory(root)
-        let storage = LocalPackStorage(root: root)
-        try storage.createLayout()
+        try LocalPackStorage(root: root).createLayout()
         let config = StoreConfig(format: StoreConfig.formatName, version: 1, chunker: chunker, createdNs: Clock.nowNanoseconds())
-        try createPrivateFile(root + "/catalog.sqlite")
-        let catalog = try SQLiteCatalog(path: root + "/catalog.sqlite")
+        try createPrivateFile(root + "/" + catalogName)
+        let backends = try StoreBackends.open(.local(path: root))
         // The marker is written last and atomically: a store without it is not yet a store.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try writeFileAtomically(root + "/" + configName, Array(try encoder.encode(config)) + [0x0A])
-        return Repository(root: root, config: config, storage: storage, catalog: catalog)
+        return Repository(root: root, config: config, storage: backends.storage, catalog: backends.catalog,
+                          hostDirectory: backends.hostDirectory)
+    }
+
+    /// Opens the store at `location` (see `StoreLocation`).
+    public static func open(_ location: StoreLocation) throws -> Repository {
+        guard case .local(let path) = location else { throw StoreBackends.unsupported(location) }
+        return try open(at: path)
     }
 
     public static func open(at root: String) throws -> Repository {
@@ -86,17 +102,18 @@ public final class Repository: Sendable {
         // A store whose catalog vanished or was emptied must not be taken for an empty store: gc would then
         // delete every pack as an orphan. Refuse, and say what to do.
         var st = stat()
-        let catalogPath = root + "/catalog.sqlite"
+        let catalogPath = root + "/" + catalogName
         guard stat(catalogPath, &st) == 0, st.st_size > 0 else {
             throw RepositoryError(.corruption, "the catalog \(catalogPath) of store \(root) is missing or empty: restore it from a copy of the store; nothing was changed (the packs are intact)")
         }
-        let catalog = try SQLiteCatalog(path: catalogPath)
-        return Repository(root: root, config: config, storage: LocalPackStorage(root: root), catalog: catalog)
+        let backends = try StoreBackends.open(.local(path: root))
+        return Repository(root: root, config: config, storage: backends.storage, catalog: backends.catalog,
+                          hostDirectory: backends.hostDirectory)
     }
 
     /// Shared for imports and commits, exclusive for gc: gc never runs while a writer may still need a chunk.
     public func lock(exclusive: Bool, wait: Bool = true) throws -> StoreLock {
-        try StoreLock(path: root + "/lock", exclusive: exclusive, wait: wait)
+        try StoreLock(path: hostDirectory + "/lock", exclusive: exclusive, wait: wait)
     }
 }
 

@@ -10,7 +10,7 @@ public struct WorkspaceManager {
     public let repo: Repository
     public init(repo: Repository) { self.repo = repo }
 
-    public func directory(_ id: Int64) -> String { "\(repo.root)/workspaces/\(id)" }
+    public func directory(_ id: Int64) -> String { "\(repo.hostDirectory)/workspaces/\(id)" }
 
     public func create(asset: String, name: String, from selector: Ref.Selector, user: String = currentUserName()) throws -> WorkspaceInfo {
         if let problem = Names.assetProblem(asset) { throw RepositoryError(.usage, problem) }
@@ -18,8 +18,8 @@ public struct WorkspaceManager {
             throw RepositoryError(.usage, problem.replacingOccurrences(of: "asset name", with: "workspace name"))
         }
         let base = try repo.catalog.resolve(Ref(asset: asset, selector: selector))
-        try makeDirectory(repo.root + "/workspaces")
-        try DeltaFile.probeHoles(in: repo.root + "/workspaces")
+        try makeDirectory(repo.hostDirectory + "/workspaces")
+        try DeltaFile.probeHoles(in: repo.hostDirectory + "/workspaces")
         let info = try repo.catalog.createWorkspace(asset: asset, name: name, baseVersion: base.number, user: user)
         _ = try open(info)
         return info

@@ -4,8 +4,7 @@ import Foundation
 
 /// Starts `assetfs mount --foreground` as a detached child and waits until its mount answers.
 enum Daemon {
-    static func start(arguments: [String], mountpoint: String, store: String, quiet: Bool) throws {
-        let logDir = store + "/logs"
+    static func start(arguments: [String], mountpoint: String, logDirectory logDir: String, quiet: Bool) throws {
         mkdir(logDir, 0o700)  // Failure shows up below as a missing log file; the mount itself does not need it.
         let logPath = logDir + "/mount.log"
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

@@ -24,7 +24,15 @@ struct StoreOptions: ParsableArguments {
         return Self.defaultPath
     }
 
-    func open() throws -> Repository { try Repository.open(at: absolute(path)) }
+    /// Where the store is: a directory (made absolute) or a URL.
+    func location() throws -> StoreLocation {
+        switch try StoreLocation(parsing: path) {
+        case .local(let directory): return .local(path: absolute(directory))
+        case let other: return other
+        }
+    }
+
+    func open() throws -> Repository { try Repository.open(try location()) }
 
     /// Progress is drawn on stderr, so only when stderr is a terminal (git's rule) and --quiet is off.
     var showProgress: Bool { !quiet && isatty(2) == 1 }

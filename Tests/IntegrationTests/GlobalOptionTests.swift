@@ -165,3 +165,29 @@ private func normalize(_ text: String, own: String) -> String {
     }
     return s
 }
+
+@Suite("assetfs store URLs")
+struct StoreURLTests {
+    @Test("file:// URLs name local stores; s3:// and unknown schemes are usage errors that create nothing")
+    func storeURLs() throws {
+        try withTemporaryDirectory("store-urls") { dir in
+            let store = try initStore(dir)
+            try makeDataset(dir + "/src", seed: 60)
+            try assetfsOK(["import", "data", dir + "/src"], store: store)
+            let viaURL = try assetfsOK(["versions", "data", "--json", "--store", "file://" + store], store: nil)
+            let viaPath = try assetfsOK(["versions", "data", "--json"], store: store)
+            #expect(viaURL.stdout == viaPath.stdout)
+
+            let cwd = FileManager.default.currentDirectoryPath
+            for url in ["s3://team-data/assets", "ftp://host/store"] {
+                for args in [["init", "--store", url], ["--store", url, "versions", "data"]] {
+                    let refused = try assetfs(args, store: nil)
+                    #expect(refused.status == 2 && refused.stderrLines.count == 1 && refused.stderr.contains(url.split(separator: "/").first!),
+                            "\(refused.describe(args))")
+                }
+                let scheme = String(url.prefix { $0 != "/" })
+                #expect(!FileManager.default.fileExists(atPath: cwd + "/" + scheme), "a directory named \(scheme) was created")
+            }
+        }
+    }
+}

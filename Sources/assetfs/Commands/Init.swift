@@ -19,7 +19,7 @@ struct Init: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try Repository.create(at: store.path, chunker: ChunkerParameters(minSize: minChunk, averageSize: avgChunk, maxSize: maxChunk))
+        let repo = try Repository.create(try store.location(), chunker: ChunkerParameters(minSize: minChunk, averageSize: avgChunk, maxSize: maxChunk))
         if !store.quiet { print("created store \(repo.root)") }
     }
 }

@@ -59,7 +59,10 @@ struct Mount: ParsableCommand {
             throw RepositoryError(.conflict, "something is already mounted on \(path): unmount it first (assetfs umount \(path))")
         }
         if background {
-            try Daemon.start(arguments: foregroundArguments(path), mountpoint: path, store: store.path, quiet: store.quiet)
+            // Opened here first, so that a missing or damaged store is reported before any daemon starts.
+            let repo = try store.open()
+            try Daemon.start(arguments: foregroundArguments(path), mountpoint: path, logDirectory: repo.hostDirectory + "/logs",
+                             quiet: store.quiet)
             return
         }
         // glibc gives each busy thread its own arena; with 16 FUSE threads that is ~100 MiB of memory held
