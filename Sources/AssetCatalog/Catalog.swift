@@ -27,7 +27,13 @@ public protocol Catalog: AnyObject, Sendable {
     func statCache(asset: String, directory: [UInt8]) throws -> [[UInt8]: (entry: StatCacheEntry, hash: ContentHash)]
 
     // Writing: a batch is one transaction.
+    /// Runs `body` in one transaction. A backend may run `body` more than once (after a serialization failure,
+    /// a deadlock or a lost connection, all `.transient`): it must only call the writer and compute its result,
+    /// and change nothing outside the transaction; callers apply what it returns once `write` has returned.
     func write<T>(_ body: (CatalogWriter) throws -> T) throws -> T
+    /// Which of `hashes` the chunk index holds, in as few queries as the backend allows (an import asks once
+    /// per batch of chunks, not once per chunk).
+    func existingChunks(_ hashes: [ContentHash]) throws -> Set<ContentHash>
 
     // Governance
     func setTag(asset: String, name: String, version: Int, user: String) throws -> Int?
@@ -61,6 +67,11 @@ public protocol Catalog: AnyObject, Sendable {
 }
 
 /// Operations allowed inside one write transaction.
+///
+/// Rules every backend keeps, so that writers on many hosts need no lock of their own: packs, chunks, files and
+/// trees are upserted by their hash (a row another writer inserted first is the row; nothing is added twice);
+/// a version's number is allocated in the transaction that creates the version (concurrent creators get
+/// distinct numbers, or one waits); nothing here reads a value and writes it back changed.
 public protocol CatalogWriter {
     /// Records a durable pack and the chunks in it; chunks already indexed elsewhere keep their old location.
     func recordPack(_ id: ContentHash, size: UInt64, chunks: [ChunkLocation]) throws

@@ -23,7 +23,28 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
     }
 
     public func write<T>(_ body: (CatalogWriter) throws -> T) throws -> T {
-        try locked { db in try db.transaction { try body(SQLiteCatalogWriter(db: db)) } }
+        // SQLite queues writers on its busy timeout; a transaction that still fails as transient is run again,
+        // which the write contract allows.
+        var attempt = 1
+        while true {
+            do {
+                return try locked { db in try db.transaction { try body(SQLiteCatalogWriter(db: db)) } }
+            } catch let error as CatalogError where error.code == .transient && attempt < 3 {
+                attempt += 1
+            }
+        }
+    }
+
+    public func existingChunks(_ hashes: [ContentHash]) throws -> Set<ContentHash> {
+        // One indexed lookup per hash under one lock: SQLite is in-process, so a lookup costs microseconds and
+        // no round trip (a server catalog answers the whole batch in one query instead).
+        try locked { db in
+            var found = Set<ContentHash>()
+            for hash in hashes where try db.first("SELECT 1 FROM chunks WHERE hash = ?", [.blob(hash.bytes)], { _ in true }) != nil {
+                found.insert(hash)
+            }
+            return found
+        }
     }
 
     // MARK: Assets and versions

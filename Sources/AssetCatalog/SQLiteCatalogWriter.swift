@@ -29,10 +29,15 @@ struct SQLiteCatalogWriter: CatalogWriter {
     }
 
     func insertFile(hash: ContentHash, size: UInt64, chunks: [(offset: UInt64, chunk: ContentHash)]) throws -> Int64 {
-        if let id = try fileID(hash: hash) { return id }
-        try db.run("INSERT INTO files(hash, size, chunk_count) VALUES(?, ?, ?)",
-                   [.blob(hash.bytes), .int(Int64(size)), .int(Int64(chunks.count))])
-        let id = db.lastInsertRowID
+        // Upsert by hash: when another writer inserted the same file first, its row is the file and nothing is
+        // added (the rule every catalog backend keeps; see CatalogWriter).
+        guard let id = try db.first("""
+            INSERT INTO files(hash, size, chunk_count) VALUES(?, ?, ?) ON CONFLICT(hash) DO NOTHING RETURNING id
+            """, [.blob(hash.bytes), .int(Int64(size)), .int(Int64(chunks.count))], { $0.int(0) })
+        else {
+            guard let existing = try fileID(hash: hash) else { throw CatalogError(.transient, "file \(hash.short) vanished while it was inserted") }
+            return existing
+        }
         for (seq, c) in chunks.enumerated() {
             guard let chunkID = try db.first("SELECT id FROM chunks WHERE hash = ?", [.blob(c.chunk.bytes)], { $0.int(0) }) else {
                 throw CatalogError(.invalid, "file \(hash.short) refers to chunk \(c.chunk.short), which is not indexed")
@@ -44,10 +49,16 @@ struct SQLiteCatalogWriter: CatalogWriter {
     }
 
     func insertTree(hash: ContentHash, entries: [TreeEntry], fileCount: Int, totalSize: UInt64) throws -> Int64 {
-        if let id = try db.first("SELECT id FROM trees WHERE hash = ?", [.blob(hash.bytes)], { $0.int(0) }) { return id }
-        try db.run("INSERT INTO trees(hash, entry_count, file_count, total_size) VALUES(?, ?, ?, ?)",
-                   [.blob(hash.bytes), .int(Int64(entries.count)), .int(Int64(fileCount)), .int(Int64(totalSize))])
-        let id = db.lastInsertRowID
+        guard let id = try db.first("""
+            INSERT INTO trees(hash, entry_count, file_count, total_size) VALUES(?, ?, ?, ?)
+            ON CONFLICT(hash) DO NOTHING RETURNING id
+            """, [.blob(hash.bytes), .int(Int64(entries.count)), .int(Int64(fileCount)), .int(Int64(totalSize))], { $0.int(0) })
+        else {
+            guard let existing = try db.first("SELECT id FROM trees WHERE hash = ?", [.blob(hash.bytes)], { $0.int(0) }) else {
+                throw CatalogError(.transient, "tree \(hash.short) vanished while it was inserted")
+            }
+            return existing
+        }
         for e in entries {
             try db.run("""
                 INSERT INTO entries(tree_id, name, kind, mode, uid, gid, size, mtime_ns, target, file_id, subtree_id)
@@ -60,10 +71,11 @@ struct SQLiteCatalogWriter: CatalogWriter {
     }
 
     func assetID(_ name: String, create: Bool) throws -> Int64? {
-        if let id = try db.first("SELECT id FROM assets WHERE name = ?", [.text(name)], { $0.int(0) }) { return id }
-        guard create else { return nil }
-        try db.run("INSERT INTO assets(name, created_ns) VALUES(?, ?)", [.text(name), .int(Clock.nowNanoseconds())])
-        return db.lastInsertRowID
+        if create {
+            try db.run("INSERT INTO assets(name, created_ns) VALUES(?, ?) ON CONFLICT(name) DO NOTHING",
+                       [.text(name), .int(Clock.nowNanoseconds())])
+        }
+        return try db.first("SELECT id FROM assets WHERE name = ?", [.text(name)], { $0.int(0) })
     }
 
     func latestVersionNumber(asset: String) throws -> Int? {
@@ -74,9 +86,14 @@ struct SQLiteCatalogWriter: CatalogWriter {
 
     func createVersion(asset: String, _ version: NewVersion, user: String) throws -> Int {
         guard let assetID = try assetID(asset, create: true) else { throw CatalogError(.invalid, "cannot create asset") }
-        let number = Int(try db.first("SELECT next_version FROM assets WHERE id = ?", [.int(assetID)]) { $0.int(0) } ?? 1)
+        // The number is taken and bumped in one statement of the creating transaction: two writers can never
+        // both get it (the second waits for the first's row lock, or, here, for SQLite's single writer).
+        guard let taken = try db.first("UPDATE assets SET next_version = next_version + 1 WHERE id = ? RETURNING next_version - 1",
+                                       [.int(assetID)], { $0.int(0) }) else {
+            throw CatalogError(.transient, "asset \(asset) vanished while its version was created")
+        }
+        let number = Int(taken)
         let now = Clock.nowNanoseconds()
-        try db.run("UPDATE assets SET next_version = ? WHERE id = ?", [.int(Int64(number + 1)), .int(assetID)])
         try db.run("""
             INSERT INTO versions(asset_id, number, parent, created_ns, author, message, root_tree_id, file_count,
                                  logical_bytes, new_bytes, meta)

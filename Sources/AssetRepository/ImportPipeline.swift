@@ -88,8 +88,9 @@ struct ChunkJob {
 /// catalog rows only once the packs they depend on are durable.
 ///
 /// Threads: the importer's reader thread calls `submit`, `afterSubmitted`, `enqueue` and `drain`. A batch's
-/// chunks are hashed and compressed on `queue`, fanning out with `concurrentPerform`, then appended to the pack
-/// in order on `appendQueue` while the next batch is hashed. A full pack is fsynced and published on
+/// chunks are hashed, looked up in the catalog (one query per batch) and compressed on `queue`, fanning out
+/// with `concurrentPerform`, then appended to the pack
+/// in order on `appendQueue` while the next batch is hashed. A full pack is fsynced and stored on
 /// `sealQueue`. Lock order: `lock`, then a `FileBuild`'s own lock; `lock` is never held during pack I/O.
 final class ImportPipeline: @unchecked Sendable {
     private let repo: Repository
@@ -202,33 +203,40 @@ final class ImportPipeline: @unchecked Sendable {
         lock.withLock { fileIDs[hash] = id }
     }
 
-    /// Hashes every chunk of a batch and compresses the ones the store lacks, in one fan-out (one barrier per
-    /// batch). Returns the new records in batch order.
+    /// Hashes every chunk of a batch, asks the catalog once which of them the store has, and compresses the
+    /// ones it lacks (two fan-outs over both cores). Returns the new records in batch order.
     private func hashAndEncode(_ jobs: [ChunkJob]) throws -> [ChunkRecord.Encoded] {
-        let results = parallelMap(count: jobs.count) { i -> Result<ChunkRecord.Encoded?, Error> in
-            Result {
-                let job = jobs[i]
-                let hash = job.bytes.withUnsafeBytes { ContentHash.of($0) }
-                guard try claim(hash, for: job) else { return nil }
-                return compressors.withCompressor { compressor in
-                    job.bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hash, compressor: compressor) }
-                }
+        let hashes = parallelMap(count: jobs.count) { i in jobs[i].bytes.withUnsafeBytes { ContentHash.of($0) } }
+        let claimed = try claim(hashes, for: jobs)
+        return parallelMap(count: claimed.count) { k -> ChunkRecord.Encoded in
+            let i = claimed[k]
+            return compressors.withCompressor { compressor in
+                jobs[i].bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hashes[i], compressor: compressor) }
             }
         }
-        return try results.compactMap { try $0.get() }
     }
 
-    /// Records a chunk's hash in its file; true when this import must store it (first sighting, not in the
-    /// store). Both under `lock`, so a file never looks complete while one of its new chunks is not yet
-    /// marked unsealed: a new chunk is not durable until its pack is sealed, and files using it must wait.
-    private func claim(_ hash: ContentHash, for job: ChunkJob) throws -> Bool {
+    /// Records each chunk's hash in its file and returns the indexes of the chunks this import must store (first
+    /// sighting, not in the store): one catalog query for the whole batch. All under `lock`, so a file never
+    /// looks complete while one of its new chunks is not yet marked unsealed: a new chunk is not durable until
+    /// its pack is sealed, and files using it must wait.
+    private func claim(_ hashes: [ContentHash], for jobs: [ChunkJob]) throws -> [Int] {
         try lock.withLock {
-            job.file.setHash(hash, at: job.index)
-            if known.contains(hash) { return false }
-            known.insert(hash)
-            guard try repo.catalog.chunkLocation(hash) == nil else { return false }
-            unsealed.insert(hash)
-            return true
+            for (i, job) in jobs.enumerated() { job.file.setHash(hashes[i], at: job.index) }
+            var firstSighting: [Int] = []
+            var seen = Set<ContentHash>()
+            for (i, hash) in hashes.enumerated() where !known.contains(hash) && seen.insert(hash).inserted {
+                firstSighting.append(i)
+            }
+            let stored = try repo.catalog.existingChunks(firstSighting.map { hashes[$0] })
+            var claimed: [Int] = []
+            for i in firstSighting {
+                known.insert(hashes[i])
+                if stored.contains(hashes[i]) { continue }
+                unsealed.insert(hashes[i])
+                claimed.append(i)
+            }
+            return claimed
         }
     }
 
@@ -268,44 +276,71 @@ final class ImportPipeline: @unchecked Sendable {
     private func seal(_ writer: PackWriter) throws {
         let sealed = try writer.seal()
         try lock.withLock {
-            try repo.catalog.write { w in
+            let now = unsealed.subtracting(sealed.chunks.map(\.id))
+            let written = try repo.catalog.write { w -> Flushed in
                 try w.recordPack(sealed.pack, size: sealed.size, chunks: sealed.chunks)
-                for chunk in sealed.chunks { unsealed.remove(chunk.id) }
-                try flushPending(w)
+                return try flushPending(w, unsealed: now)
             }
+            unsealed = now
+            apply(written)
         }
     }
 
     private func flushLocked() throws {
-        try repo.catalog.write { w in try flushPending(w) }
+        let written = try repo.catalog.write { w in try flushPending(w, unsealed: unsealed) }
+        apply(written)
+    }
+
+    /// What one catalog transaction wrote of the pending rows. It is applied to the pipeline's state only after
+    /// the transaction commits, so a transaction that fails, or that the catalog runs again, changes nothing here.
+    private struct Flushed {
+        var files: [(file: FileBuild, hash: ContentHash, id: Int64)] = []
+        var trees: [(hash: ContentHash, id: Int64)] = []
+        var head: Int
     }
 
     /// Writes pending files and trees in order, stopping at the first one that still needs an unsealed chunk.
-    private func flushPending(_ w: CatalogWriter) throws {
-        while pendingHead < pending.count {
-            switch pending[pendingHead] {
+    /// Reads the pipeline's state, changes none of it (see `Flushed`).
+    private func flushPending(_ w: CatalogWriter, unsealed: Set<ContentHash>) throws -> Flushed {
+        var out = Flushed(head: pendingHead)
+        var newFiles: [ContentHash: Int64] = [:]
+        var newTrees: [ContentHash: Int64] = [:]
+        while out.head < pending.count {
+            switch pending[out.head] {
             case .file(let f):
                 // A file is enqueued when its last chunk is cut, possibly before that chunk's batch is processed.
                 // Its whole-file hash may still be with the file hasher, which can lag behind the pipeline.
                 let (offsets, hashes) = f.chunks()
                 let chunkHashes = hashes.compactMap { $0 }
-                if chunkHashes.count < hashes.count || chunkHashes.contains(where: unsealed.contains) { return }
-                guard let fileHash = f.readyHash else { return }
+                if chunkHashes.count < hashes.count || chunkHashes.contains(where: unsealed.contains) { return out }
+                guard let fileHash = f.readyHash else { return out }
                 let id = try w.insertFile(hash: fileHash, size: f.size, chunks: Array(zip(offsets, chunkHashes)).map { ($0, $1) })
-                f.id = id
-                fileIDs[fileHash] = id
+                out.files.append((f, fileHash, id))
+                newFiles[fileHash] = id
             case .tree(var t):
                 for i in t.entries.indices {
-                    if let h = t.fileHashes[i] { t.entries[i].fileID = fileIDs[h] }
-                    if let h = t.subtreeHashes[i] { t.entries[i].subtreeID = treeIDs[h] }
+                    if let h = t.fileHashes[i] { t.entries[i].fileID = newFiles[h] ?? fileIDs[h] }
+                    if let h = t.subtreeHashes[i] { t.entries[i].subtreeID = newTrees[h] ?? treeIDs[h] }
                 }
-                treeIDs[t.hash] = try w.insertTree(hash: t.hash, entries: t.entries, fileCount: t.fileCount, totalSize: t.totalSize)
+                let id = try w.insertTree(hash: t.hash, entries: t.entries, fileCount: t.fileCount, totalSize: t.totalSize)
+                out.trees.append((t.hash, id))
+                newTrees[t.hash] = id
             }
-            pendingHead += 1
-            if pendingHead > 65536 {
-                pending.removeFirst(pendingHead)
-                pendingHead = 0
-            }
+            out.head += 1
+        }
+        return out
+    }
+
+    private func apply(_ written: Flushed) {
+        for (file, hash, id) in written.files {
+            file.id = id
+            fileIDs[hash] = id
+        }
+        for (hash, id) in written.trees { treeIDs[hash] = id }
+        pendingHead = written.head
+        if pendingHead > 65536 {
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
         }
     }
 
