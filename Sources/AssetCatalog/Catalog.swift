@@ -61,6 +61,22 @@ public protocol Catalog: AnyObject, Sendable {
     /// Points chunks at their copies in a new pack and forgets the old pack, in one transaction.
     func relocate(_ chunks: [ChunkLocation], newPack: ContentHash, newPackSize: UInt64, dropping oldPacks: [ContentHash]) throws
     func forgetPacks(_ ids: [ContentHash]) throws
+    /// Packs forgotten by `relocate` or `forgetPacks` whose objects may still exist, with when each was
+    /// forgotten: gc deletes an object once its grace period has passed, then `removeDoomedPacks`.
+    func doomedPacks() throws -> [DoomedPack]
+    func removeDoomedPacks(_ ids: [ContentHash]) throws
+
+    // Sessions: leases that let work on one host see the work of every other host
+    /// Opens a session unless a live session of one of the `excluding` kinds exists; the check and the insert
+    /// are one transaction, so of two processes that open excluding each other at once exactly one wins.
+    func openSession(_ new: NewSession, excluding: Set<SessionKind>) throws -> SessionOpening
+    /// Extends a session's lease to `expiresNs`; false when it had expired or was closed (its holder must then
+    /// stop, since others may have acted as if it were gone).
+    func renewSession(_ id: Int64, expiresNs: Int64) throws -> Bool
+    func closeSession(_ id: Int64) throws
+    /// Sessions whose lease has not expired; expired ones are removed.
+    func liveSessions() throws -> [SessionInfo]
+
     /// Live bytes per pack (indexed records with their footer entries, plus header and trailer; 0 when no
     /// chunk is indexed), for deciding which packs to rewrite.
     func liveBytesPerPack() throws -> [ContentHash: UInt64]

@@ -59,6 +59,15 @@ enum Migrations {
             base_version INTEGER NOT NULL, base_tree_id INTEGER NOT NULL, created_ns INTEGER NOT NULL,
             created_by TEXT NOT NULL, UNIQUE(asset_id, name));
         """),
+        // Leases of the processes working on the store, from every host, and packs the catalog no longer uses
+        // whose objects gc deletes only after a grace period (two-phase deletion).
+        ("0003-sessions-and-doomed-packs", """
+        CREATE TABLE sessions(
+            id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, pid INTEGER NOT NULL, kind TEXT NOT NULL,
+            started_ns INTEGER NOT NULL, expires_ns INTEGER NOT NULL);
+        CREATE TABLE doomed_packs(
+            name BLOB PRIMARY KEY, size INTEGER NOT NULL, doomed_ns INTEGER NOT NULL) WITHOUT ROWID;
+        """),
     ]
 
     static func apply(to db: SQLiteDatabase) throws {

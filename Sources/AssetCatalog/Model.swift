@@ -180,3 +180,65 @@ public struct WorkspaceInfo: Sendable, Codable {
     public let createdNs: Int64
     public let createdBy: String
 }
+
+/// What a session does: import and commit write new rows that may reuse chunks, gc deletes what nothing uses,
+/// a mount only reads.
+public enum SessionKind: String, Sendable, Codable, CaseIterable {
+    case `import`, commit, gc, mount
+
+    /// Kinds that gc must never run beside (they may reuse a chunk gc is about to drop).
+    public static let writers: Set<SessionKind> = [.import, .commit]
+}
+
+public struct NewSession: Sendable {
+    public var host: String
+    public var pid: Int32
+    public var kind: SessionKind
+    public var expiresNs: Int64
+
+    public init(host: String, pid: Int32, kind: SessionKind, expiresNs: Int64) {
+        self.host = host
+        self.pid = pid
+        self.kind = kind
+        self.expiresNs = expiresNs
+    }
+}
+
+public struct SessionInfo: Sendable, Equatable {
+    public let id: Int64
+    public let host: String
+    public let pid: Int32
+    public let kind: SessionKind
+    public let startedNs: Int64
+    public let expiresNs: Int64
+
+    public init(id: Int64, host: String, pid: Int32, kind: SessionKind, startedNs: Int64, expiresNs: Int64) {
+        self.id = id
+        self.host = host
+        self.pid = pid
+        self.kind = kind
+        self.startedNs = startedNs
+        self.expiresNs = expiresNs
+    }
+
+    /// "gc on host-b (pid 4242)", for messages.
+    public var summary: String { "\(kind.rawValue) on \(host) (pid \(pid))" }
+}
+
+public enum SessionOpening: Sendable {
+    case opened(SessionInfo)
+    /// The live sessions that prevent it.
+    case blocked([SessionInfo])
+}
+
+public struct DoomedPack: Sendable, Equatable {
+    public let id: ContentHash
+    public let size: UInt64
+    public let doomedNs: Int64
+
+    public init(id: ContentHash, size: UInt64, doomedNs: Int64) {
+        self.id = id
+        self.size = size
+        self.doomedNs = doomedNs
+    }
+}

@@ -189,7 +189,27 @@ extension SQLiteCatalog {
             guard used == 0 else {
                 throw CatalogError(.conflict, "pack \(id.short) still holds \(used) indexed chunks; not forgetting it")
             }
+            // Two-phase: the row goes, the object is doomed; gc deletes it once no reader can still want it.
+            try db.run("""
+                INSERT OR IGNORE INTO doomed_packs(name, size, doomed_ns) SELECT name, size, ? FROM packs WHERE name = ?
+                """, [.int(Clock.nowNanoseconds()), .blob(id.bytes)])
             try db.run("DELETE FROM packs WHERE name = ?", [.blob(id.bytes)])
+        }
+    }
+
+    public func doomedPacks() throws -> [DoomedPack] {
+        try locked { db in
+            try db.rows("SELECT name, size, doomed_ns FROM doomed_packs ORDER BY doomed_ns") {
+                DoomedPack(id: ContentHash(bytes: $0.blob(0)), size: UInt64($0.int(1)), doomedNs: $0.int(2))
+            }
+        }
+    }
+
+    public func removeDoomedPacks(_ ids: [ContentHash]) throws {
+        try locked { db in
+            try db.transaction {
+                for id in ids { try db.run("DELETE FROM doomed_packs WHERE name = ?", [.blob(id.bytes)]) }
+            }
         }
     }
 }

@@ -1,24 +1,41 @@
 import AssetCatalog
 import AssetStore
 
-/// Reclaims space after `delete`: drops unreachable catalog rows, deletes packs with no live chunk, and
-/// rewrites packs that are mostly garbage.
+/// Reclaims space after `delete`: drops unreachable catalog rows, forgets packs with no live chunk, rewrites
+/// packs that are mostly garbage, and deletes the objects of forgotten packs once their grace period is over.
 ///
-/// Runs under the store's exclusive lock, so no import or commit is between writing a pack and recording its
-/// version: a chunk they still need is never deleted. Order of every step: new pack durable, catalog updated,
-/// old pack file removed; a crash between steps leaves only garbage that the next gc removes.
+/// Safety across hosts: gc holds a `gc` session, which it opens only when no import or commit session is live on
+/// any host, and which keeps new ones from starting until it ends; on this host the store's flock does the same
+/// for processes of older versions. A pack is deleted in two phases: the catalog forgets it (its row moves to
+/// `doomed_packs`), and its object is deleted by a gc that runs `gracePeriod` later. A mount that still holds a
+/// chunk's old location finds the pack gone and looks the chunk up again. Order of every step: new pack durable,
+/// catalog updated, old pack object deleted; a crash between steps leaves only garbage that the next gc removes.
 public struct GarbageCollector {
     public let repo: Repository
     /// Packs whose live fraction is below this are rewritten.
     public var rewriteThreshold = 0.5
+    /// Seconds between a pack leaving the catalog and its object being deleted, and the age below which a pack
+    /// the catalog never knew (an import on another host may be about to record it) is left alone. 0 on a
+    /// local store, where every reader re-reads a moved chunk's location and no writer runs beside gc.
+    public var gracePeriod = 0.0
+    /// How long to wait for running imports and commits before giving up.
+    public var waitForWriters = 600.0
+    /// Told once when gc has to wait for imports or commits (on any host).
+    public var waiting: (@Sendable ([SessionInfo]) -> Void)?
 
     public init(repo: Repository) { self.repo = repo }
 
     public struct Result: Sendable, Codable {
         public var chunkRowsRemoved = 0
+        /// Packs with no live chunk, forgotten by the catalog in this run.
+        public var packsForgotten = 0
+        /// Pack objects deleted in this run (forgotten in this or an earlier run, their grace period over).
         public var packsDeleted = 0
         public var packsRewritten = 0
         public var orphanPacksDeleted = 0
+        /// Forgotten packs (and young orphans) still stored because their grace period is not over.
+        public var packsWaiting = 0
+        public var bytesWaiting: UInt64 = 0
         public var stagingFilesRemoved = 0
         public var bytesBefore: UInt64 = 0
         public var bytesAfter: UInt64 = 0
@@ -27,6 +44,9 @@ public struct GarbageCollector {
     public func run() throws -> Result {
         let lock = try repo.lock(exclusive: true)
         defer { lock.release() }
+        let session = try StoreSession.open(repo, kind: .gc, excluding: SessionKind.writers.union([.gc]), wait: waitForWriters,
+                                            waiting: waiting)
+        defer { session.close() }
         var result = Result()
         result.stagingFilesRemoved = try PackWriter.removeAbandonedScratch(in: repo.storage.scratchDirectory)
         let onDisk = try repo.storage.list()
@@ -35,10 +55,18 @@ public struct GarbageCollector {
 
         let known = try repo.catalog.packs()
         let knownIDs = Set(known.map(\.id))
-        for id in onDisk.map(\.id) where !knownIDs.contains(id) {
-            // Written by an import that crashed before recording it: nothing refers to it.
-            try repo.storage.delete(id)
-            result.orphanPacksDeleted += 1
+        let doomedIDs = Set(try repo.catalog.doomedPacks().map(\.id))
+        let now = Clock.nowNanoseconds()
+        for pack in onDisk where !knownIDs.contains(pack.id) && !doomedIDs.contains(pack.id) {
+            // Written by an import that crashed before recording it, or by one that is about to record it: only
+            // one older than the grace period is deleted.
+            guard let written = pack.modifiedNs, Double(now - written) / 1e9 < gracePeriod else {
+                try repo.storage.delete(pack.id)
+                result.orphanPacksDeleted += 1
+                continue
+            }
+            result.packsWaiting += 1
+            result.bytesWaiting += pack.size
         }
         let live = try repo.catalog.liveBytesPerPack()
         var dead: [ContentHash] = []
@@ -53,18 +81,40 @@ public struct GarbageCollector {
         }
         if !dead.isEmpty {
             try repo.catalog.forgetPacks(dead)
-            for id in dead { try repo.storage.delete(id) }
-            result.packsDeleted = dead.count
+            result.packsForgotten = dead.count
         }
         if !sparse.isEmpty {
             result.packsRewritten = try rewrite(sparse)
         }
+        try deleteDoomed(&result)
         result.bytesAfter = try repo.storage.list().reduce(0) { $0 + $1.size }
         return result
     }
 
+    /// Deletes the objects of forgotten packs whose grace period is over, then their doomed rows (a crash in
+    /// between leaves rows whose objects are gone: the next run's delete finds nothing and removes them).
+    private func deleteDoomed(_ result: inout Result) throws {
+        let now = Clock.nowNanoseconds()
+        var deleted: [ContentHash] = []
+        for pack in try repo.catalog.doomedPacks() {
+            if Double(now - pack.doomedNs) / 1e9 >= gracePeriod {
+                do {
+                    try repo.storage.delete(pack.id)
+                } catch let error as StoreError where error.code == .notFound {
+                    // Deleted by an earlier run that stopped before removing the row.
+                }
+                deleted.append(pack.id)
+            } else {
+                result.packsWaiting += 1
+                result.bytesWaiting += pack.size
+            }
+        }
+        try repo.catalog.removeDoomedPacks(deleted)
+        result.packsDeleted = deleted.count
+    }
+
     /// Copies the live chunks of `packs` into new packs (the verified bytes of each, and the new pack verified
-    /// again once sealed), then drops the old packs.
+    /// again once sealed), then has the catalog forget the old packs.
     private func rewrite(_ packs: [ContentHash]) throws -> Int {
         let writer = PackWriter(storage: repo.storage)
         var moved: [ChunkLocation] = []
@@ -76,10 +126,10 @@ public struct GarbageCollector {
             // go. If this fails the sources stay referenced and intact; the new pack is an orphan the next gc
             // removes.
             for location in sealed.chunks { _ = try repo.reader.read(location) }
-            // A rewrite that reproduces a source byte for byte has that source's name: never delete it.
+            // A rewrite that reproduces a source byte for byte has that source's name: never drop it. The
+            // sources are forgotten (doomed) here; `deleteDoomed` deletes their objects.
             let dropped = sources.filter { $0 != sealed.pack }
             try repo.catalog.relocate(sealed.chunks, newPack: sealed.pack, newPackSize: sealed.size, dropping: dropped)
-            for id in dropped { try repo.storage.delete(id) }
             moved.removeAll()
             sources.removeAll()
         }

@@ -14,6 +14,8 @@ public struct ImportOptions: Sendable {
     public var author: String = currentUserName()
     /// Called on the importing thread about five times a second.
     public var progress: (@Sendable (ImportProgress) -> Void)?
+    /// Told once when the import has to wait for a gc (on any host) to finish.
+    public var waiting: (@Sendable ([SessionInfo]) -> Void)?
 
     public init(asset: String, source: String) {
         self.asset = asset
@@ -79,6 +81,8 @@ public final class Importer {
     public func run() throws -> ImportResult {
         let lock = try repo.lock(exclusive: false)
         defer { lock.release() }
+        let session = try StoreSession.open(repo, kind: .import, excluding: [.gc], waiting: options.waiting)
+        defer { session.close() }
         let rootFD = Glibc.open(options.source, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if rootFD < 0 {
             throw RepositoryError(.usage, "cannot read source directory \(options.source): \(String(cString: strerror(errno)))")
@@ -105,6 +109,7 @@ public final class Importer {
             return (row.path, StatCacheEntry(size: row.stat.size, mtimeNs: row.stat.mtimeNs, ctimeNs: row.stat.ctimeNs,
                                              inode: row.stat.inode, fileID: id))
         }
+        try session.requireValid("import")
         let number = try repo.catalog.write { w -> Int in
             let parent = try w.latestVersionNumber(asset: options.asset)
             let version = NewVersion(rootTreeID: rootID, parent: parent, author: options.author, message: options.message,

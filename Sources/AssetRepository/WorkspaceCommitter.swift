@@ -38,6 +38,8 @@ public struct WorkspaceCommitter {
         if let tag = options.tag, let problem = Names.tagProblem(tag) { throw RepositoryError(.usage, problem) }
         let storeLock = try repo.lock(exclusive: false)
         defer { storeLock.release() }
+        let session = try StoreSession.open(repo, kind: .commit, excluding: [.gc])
+        defer { session.close() }
         let wsLock = try WorkspaceLocks.exclusive(workspace.directory)
         defer { wsLock.release() }
         try refuseOpenWriters(spec)
@@ -57,6 +59,7 @@ public struct WorkspaceCommitter {
         }
         var meta = options.meta
         meta.append(MetaItem(key: "assetfs.workspace", value: spec))
+        try session.requireValid("commit of \(spec)")
         let number = try repo.catalog.write { w -> Int in
             let version = NewVersion(rootTreeID: rootID, parent: info.baseVersion, author: options.author, message: options.message,
                                      fileCount: root.files, logicalBytes: root.size, newBytes: importer.pipeline.newBytes,

@@ -134,7 +134,8 @@ public final class LocalPackStorage: PackStorage {
                     if errno == ENOENT { continue }  // Deleted since the listing.
                     throw StoreError.syscall("stat", path: "\(packsDir)/\(sub)/\(name)", errno: errno)
                 }
-                out.append(StoredPack(id: id, size: UInt64(st.st_size)))
+                out.append(StoredPack(id: id, size: UInt64(st.st_size),
+                                      modifiedNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
             }
         }
         return out

@@ -28,10 +28,13 @@ public struct ChunkLocation: Sendable, Hashable {
 public struct StoredPack: Sendable, Hashable {
     public let id: ContentHash
     public let size: UInt64
+    /// When the object was written (ns since the epoch), where the backend says: gc leaves younger orphans alone.
+    public let modifiedNs: Int64?
 
-    public init(id: ContentHash, size: UInt64) {
+    public init(id: ContentHash, size: UInt64, modifiedNs: Int64? = nil) {
         self.id = id
         self.size = size
+        self.modifiedNs = modifiedNs
     }
 }
 

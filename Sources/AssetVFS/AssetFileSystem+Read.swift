@@ -97,8 +97,8 @@ extension AssetFileSystem {
     }
 
     private func wholeChunk(_ location: ChunkLocation, file: OpenFile) throws -> ArraySlice<UInt8> {
-        let value = try guarded(location, file: file) {
-            try cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(location)) }
+        let value = try guarded(location, file: file) { at in
+            try cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(at)) }
         }
         guard case .bytes(let bytes) = value else { throw VFSError.io }
         return bytes
@@ -109,10 +109,10 @@ extension AssetFileSystem {
         let first = from / ChunkRecord.blockSize, last = (to - 1) / ChunkRecord.blockSize
         // A read within one block of an all-raw chunk fetches the table and that block together.
         var early: (index: Int, bytes: [UInt8])?
-        let tableValue = try guarded(location, file: file) {
+        let tableValue = try guarded(location, file: file) { at in
             try cache.value(.table(location.id)) {
-                guard location.codec == .raw, first == last else { return .table(try repo.reader.blockTable(location)) }
-                let both = try repo.reader.tableAndRawBlock(location, index: first)
+                guard at.codec == .raw, first == last else { return .table(try repo.reader.blockTable(at)) }
+                let both = try repo.reader.tableAndRawBlock(at, index: first)
                 early = (first, both.block)
                 return .table(both.table)
             }
@@ -120,10 +120,10 @@ extension AssetFileSystem {
         guard case .table(let blocks) = tableValue else { throw VFSError.io }
         for index in first...last {
             let block = blocks[index]
-            let value = try guarded(location, file: file) {
+            let value = try guarded(location, file: file) { at in
                 try cache.value(.block(location.id, index)) {
                     if let early, early.index == index { return .bytes(early.bytes[...]) }
-                    return .bytes(try repo.reader.readBlock(block, of: location)[...])
+                    return .bytes(try repo.reader.readBlock(block, of: at)[...])
                 }
             }
             guard case .bytes(let bytes) = value else { throw VFSError.io }
@@ -133,10 +133,19 @@ extension AssetFileSystem {
         }
     }
 
-    /// Runs a store read; damage becomes EIO for this file only, logged once with pack, chunk and file.
-    private func guarded<T>(_ location: ChunkLocation, file: OpenFile, _ body: () throws -> T) throws -> T {
+    /// Runs a store read at `location`; damage becomes EIO for this file only, logged once with pack, chunk and
+    /// file. A pack that is gone is not yet damage: gc may have moved the chunk to a new pack (and deleted the old
+    /// one) since this file was opened, so the chunk's current location is looked up and the read tried there.
+    private func guarded<T>(_ location: ChunkLocation, file: OpenFile, _ body: (ChunkLocation) throws -> T) throws -> T {
         do {
-            return try body()
+            do {
+                return try body(location)
+            } catch let error as StoreError where error.code == .notFound {
+                guard let moved = try? catalog.chunkLocation(location.id), moved.pack != location.pack else { throw error }
+                logger.debug("chunk moved by gc", metadata: ["chunk": "\(location.id.hex)", "from": "\(location.pack.hex)", "to": "\(moved.pack.hex)"])
+                chunkLists.remove(file.fileID)  // Later opens of the file get its current chunk list.
+                return try body(moved)
+            }
         } catch let error as StoreError {
             logger.error("read failed: \(error.message)",
                          metadata: ["file": "\(file.path)", "chunk": "\(location.id.hex)", "pack": "\(repo.storage.describe(location.pack))"])

@@ -186,4 +186,6 @@ final class BoundedMemo<Key: Hashable, Value>: @unchecked Sendable {
         }
         return v
     }
+
+    func remove(_ key: Key) { _ = lock.withLock { values.removeValue(forKey: key) } }
 }

@@ -175,7 +175,7 @@ struct PackTests {
             #expect(try storage.size(of: sealed.pack) == sealed.size)
             #expect(Array(file[0..<8]) == PackWriter.magic)
             #expect(Array(file[(file.count - 8)...]) == PackWriter.footerMagic)
-            #expect(try storage.list() == [StoredPack(id: sealed.pack, size: sealed.size)])
+            #expect(try storage.list().map { [$0.id: $0.size] } == [[sealed.pack: sealed.size]])
             #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "staging file left behind after seal")
 
             // Where the writer said each record is, byte for byte.
@@ -280,7 +280,7 @@ struct PackTests {
             let attempts = flaky.sourcesRead
             #expect(attempts.count == 2 && attempts[0] == attempts[1] && attempts[0].count == Int(sealed.size))
             #expect(try readWhole(storage.path(of: sealed.pack)) == attempts[1])
-            #expect(try storage.list() == [StoredPack(id: sealed.pack, size: sealed.size)])
+            #expect(try storage.list().map { [$0.id: $0.size] } == [[sealed.pack: sealed.size]])
             for (i, location) in sealed.chunks.enumerated() { #expect(try ChunkReader(storage: storage).read(location) == payloads[i]) }
             #expect(rawNamesAt(dir + "/store/tmp").isEmpty, "scratch or link files left behind")
 

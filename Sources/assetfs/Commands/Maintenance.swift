@@ -73,11 +73,42 @@ struct Stats: ParsableCommand {
 struct GC: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gc", abstract: "Reclaim the space of deleted versions and crashed imports.", discussion: "Example: assetfs gc")
     @OptionGroup var store: StoreOptions
+    @Option(help: "Keep packs that left the catalog (and unrecorded packs) this long before deleting them, e.g. 0, 90s, 10m, 1h (default 0).")
+    var gracePeriod = "0"
 
-    func run() throws {
-        let r = try GarbageCollector(repo: try store.open()).run()
-        if !store.quiet {
-            print("gc: removed \(r.chunkRowsRemoved) chunks, deleted \(r.packsDeleted) packs, rewrote \(r.packsRewritten), removed \(r.orphanPacksDeleted) orphan packs; \(Format.bytes(r.bytesBefore)) -> \(Format.bytes(r.bytesAfter))")
+    func validate() throws {
+        guard parseDuration(gracePeriod) != nil else {
+            throw ValidationError("invalid --grace-period '\(gracePeriod)': use a number of seconds or one with s, m or h, e.g. 10m")
         }
     }
+
+    func run() throws {
+        var gc = GarbageCollector(repo: try store.open())
+        gc.gracePeriod = parseDuration(gracePeriod) ?? 0
+        let quiet = store.quiet
+        gc.waiting = { holders in
+            if !quiet { printError("gc: waiting for \(holders.map(\.summary).joined(separator: ", ")) to finish") }
+        }
+        let r = try gc.run()
+        if !store.quiet {
+            var line = "gc: removed \(r.chunkRowsRemoved) chunks, deleted \(r.packsDeleted) packs, rewrote \(r.packsRewritten), removed \(r.orphanPacksDeleted) orphan packs; \(Format.bytes(r.bytesBefore)) -> \(Format.bytes(r.bytesAfter))"
+            if r.packsWaiting > 0 {
+                line += "; \(r.packsWaiting) packs (\(Format.bytes(r.bytesWaiting))) wait for their grace period and go in a later gc"
+            }
+            print(line)
+        }
+    }
+}
+
+/// "90", "90s", "10m", "1h" -> seconds.
+func parseDuration(_ text: String) -> Double? {
+    let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+    var digits = Substring(text)
+    var multiplier = 1.0
+    if let last = digits.last, let unit = units[last] {
+        multiplier = unit
+        digits = digits.dropLast()
+    }
+    guard let value = Double(digits), value >= 0, value.isFinite else { return nil }
+    return value * multiplier
 }
