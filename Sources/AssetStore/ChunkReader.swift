@@ -3,9 +3,14 @@ import Dispatch
 /// Reads chunks back from pack storage and proves every byte against its hash before returning it.
 public struct ChunkReader: Sendable {
     public let storage: PackStorage
+    /// Whole records fetched from a remote store, kept on this host's disk (nil for local packs).
+    public let diskCache: DiskChunkCache?
     private let decompressors = DecompressorPool()
 
-    public init(storage: PackStorage) { self.storage = storage }
+    public init(storage: PackStorage, diskCache: DiskChunkCache? = nil) {
+        self.storage = storage
+        self.diskCache = diskCache
+    }
 
     /// The whole chunk, verified against its SHA-256.
     public func read(_ location: ChunkLocation) throws -> [UInt8] {
@@ -37,8 +42,29 @@ public struct ChunkReader: Sendable {
         }
     }
 
-    /// Reads a chunk's whole record and runs `body` on it; damage is reported with the pack and offset.
+    /// Reads a chunk's whole record and runs `body` on it; damage is reported with the pack and offset. Every
+    /// `body` verifies the record against the chunk's hash (that is what makes a disk-cache entry trustworthy):
+    /// a cached record is proven again before use, and a record from storage is cached only once proven.
     private func withRecord<T>(_ location: ChunkLocation, _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
+        guard let diskCache else { return try fetchRecord(location, body) }
+        if let cached = diskCache.record(location.id, length: location.length) {
+            do {
+                return try cached.withUnsafeBytes { try body(cached, $0) }
+            } catch let error as StoreError where error.code == .corrupt {
+                diskCache.discard(location.id)  // Damaged on this host's disk: fetched again below, never served.
+            }
+        }
+        var verified: [UInt8]?
+        let result = try fetchRecord(location) { record, raw in
+            let value = try body(record, raw)
+            verified = record
+            return value
+        }
+        if let verified { diskCache.store(location.id, verified) }
+        return result
+    }
+
+    private func fetchRecord<T>(_ location: ChunkLocation, _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
         let record = try uninitializedBytes(location.length) { try storage.read(location.pack, at: location.offset, into: $0) }
         guard record.count == location.length else {
             throw StoreError.corrupt("chunk \(location.id.short) in pack \(storage.describe(location.pack)): pack is truncated")

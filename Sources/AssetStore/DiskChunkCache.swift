@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A host's on-disk cache of chunk records fetched from a remote pack store, shared by every process on the
+/// host that uses the same directory, bounded, evicted least recently used, and kept across restarts.
+///
+/// Verified, not trusted (CernVM-FS's rule): `ChunkReader` puts a record here only after proving it against the
+/// chunk's hash, and proves every record it takes from here again; one found damaged is deleted and fetched
+/// anew, never served. The cache is best effort: a failure to read or write it never fails a read.
+///
+/// Layout: `DIR/xx/<chunk sha256>` holds the record's bytes as stored in the pack; new entries are written
+/// under `DIR/tmp-*` and renamed into place, so a reader sees a whole entry or none. A hit sets the entry's
+/// mtime, which eviction sorts by.
+public final class DiskChunkCache: @unchecked Sendable {
+    public let directory: String
+    public let capacity: UInt64
+    private let lock = Lock()
+    private var used: UInt64 = 0  // Protected by `lock`: this process's estimate, corrected by each eviction scan.
+
+    public init(directory: String, capacity: UInt64) throws {
+        self.directory = directory
+        self.capacity = capacity
+        var path = ""
+        for part in directory.split(separator: "/") {
+            path += "/" + part
+            if mkdir(path, 0o700) != 0 && errno != EEXIST { throw StoreError.syscall("mkdir", path: path, errno: errno) }
+        }
+        used = entries().reduce(0) { $0 + $1.size }
+    }
+
+    func path(_ id: ContentHash) -> String {
+        let hex = id.hex
+        return "\(directory)/\(hex.prefix(2))/\(hex)"
+    }
+
+    /// The cached record of chunk `id`, if there is one (unverified: the caller proves it).
+    func record(_ id: ContentHash, length: Int) -> [UInt8]? {
+        let fd = open(path(id), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let descriptor = FileDescriptor(raw: fd, path: path(id))
+        guard let bytes = try? descriptor.pread(count: length + 1, at: 0), bytes.count == length else {
+            discard(id)  // Truncated or grown: not this record.
+            return nil
+        }
+        // UTIME_OMIT and UTIME_NOW (<sys/stat.h> macros Swift does not see): keep atime, set mtime to now.
+        var now = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), timespec(tv_sec: 0, tv_nsec: (1 << 30) - 1)]
+        _ = futimens(fd, &now)  // Safe to ignore: only the eviction order depends on it.
+        return bytes
+    }
+
+    /// Keeps a verified record.
+    func store(_ id: ContentHash, _ record: [UInt8]) {
+        let final = path(id)
+        let dir = String(final[..<final.lastIndex(of: "/")!])
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST { return }
+        var template = Array("\(directory)/tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { return }
+        let temporary = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let written = (try? record.withUnsafeBytes { try FileDescriptor(raw: fd, path: temporary).write($0) }) != nil
+        close(fd)
+        // No fsync: an entry torn by a crash fails verification and is fetched again.
+        guard written, rename(temporary, final) == 0 else {
+            unlink(temporary)
+            return
+        }
+        let over = lock.withLock { () -> Bool in
+            used += UInt64(record.count)
+            return used > capacity
+        }
+        if over { evict() }
+    }
+
+    func discard(_ id: ContentHash) { unlink(path(id)) }
+
+    /// Deletes least recently used entries (and stale temporary files) until the cache holds at most 90% of its
+    /// capacity; every process's entries count, since the scan reads the directory.
+    func evict() {
+        var all = entries()
+        var total = all.reduce(0) { $0 + $1.size }
+        all.sort { $0.used < $1.used }
+        let target = capacity / 10 * 9
+        for entry in all where total > target {
+            if unlink(entry.path) == 0 { total -= entry.size }
+        }
+        lock.withLock { used = total }
+    }
+
+    private func entries() -> [(path: String, size: UInt64, used: Int64)] {
+        var out: [(String, UInt64, Int64)] = []
+        for sub in (try? listDirectory(directory)) ?? [] {
+            let subPath = "\(directory)/\(sub)"
+            if sub.hasPrefix("tmp-") {
+                var st = stat()
+                // A temporary file older than a minute belongs to a writer that died.
+                if stat(subPath, &st) == 0, time(nil) - st.st_mtim.tv_sec > 60 { unlink(subPath) }
+                continue
+            }
+            guard sub.count == 2 else { continue }
+            for name in (try? listDirectory(subPath)) ?? [] {
+                var st = stat()
+                guard stat("\(subPath)/\(name)", &st) == 0 else { continue }
+                out.append(("\(subPath)/\(name)", UInt64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
+            }
+        }
+        return out
+    }
+}
