@@ -31,19 +31,40 @@ public struct S3Settings: Sendable {
         self.pathStyle = pathStyle ?? Self.needsPathStyle(trimmed)
     }
 
-    /// AWS_ENDPOINT_URL, AWS_REGION (or AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-    /// AWS_SESSION_TOKEN; nil with the name of what is missing.
-    public static func fromEnvironment(_ env: [String: String] = ProcessInfo.processInfo.environment,
-                                       endpoint override: String? = nil) throws -> S3Settings {
-        guard let endpoint = override ?? env["AWS_ENDPOINT_URL"], !endpoint.isEmpty else {
-            throw StoreError(.invalidArgument, "no S3 endpoint: set AWS_ENDPOINT_URL (e.g. http://127.0.0.1:8333)")
+    /// Settings the way AWS tools find them. Endpoint: `override` (a command-line option), else
+    /// AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else `endpoint_url` of the profile in the config file. Region:
+    /// AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`, else us-east-1. Credentials: AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN), else the profile (AWS_PROFILE, else "default") in the
+    /// credentials file (AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials), else in the config file
+    /// (AWS_CONFIG_FILE, else ~/.aws/config). Errors say what is missing and where it was looked for; no secret
+    /// is ever put in a message.
+    public static func resolve(_ env: [String: String] = ProcessInfo.processInfo.environment,
+                               endpoint override: String? = nil) throws -> S3Settings {
+        func value(_ name: String) -> String? { env[name].flatMap { $0.isEmpty ? nil : $0 } }
+        let home = value("HOME") ?? "/root"
+        let profile = value("AWS_PROFILE") ?? "default"
+        let credentialsPath = value("AWS_SHARED_CREDENTIALS_FILE") ?? home + "/.aws/credentials"
+        let configPath = value("AWS_CONFIG_FILE") ?? home + "/.aws/config"
+        let credentials = IniFile(path: credentialsPath).section(profile)
+        // The config file names sections "profile NAME", except the default one.
+        let configFile = IniFile(path: configPath)
+        let config = configFile.section(profile == "default" ? "default" : "profile \(profile)") ?? configFile.section(profile)
+
+        guard let endpoint = override ?? value("AWS_ENDPOINT_URL_S3") ?? value("AWS_ENDPOINT_URL") ?? config?["endpoint_url"] else {
+            throw StoreError(.invalidArgument, "no S3 endpoint: set AWS_ENDPOINT_URL (e.g. http://127.0.0.1:8333), or endpoint_url for profile \(profile) in \(configPath)")
         }
-        guard let key = env["AWS_ACCESS_KEY_ID"], !key.isEmpty, let secret = env["AWS_SECRET_ACCESS_KEY"], !secret.isEmpty else {
-            throw StoreError(.invalidArgument, "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        let region = value("AWS_REGION") ?? value("AWS_DEFAULT_REGION") ?? config?["region"] ?? "us-east-1"
+        let key: String, secret: String, token: String?
+        if let k = value("AWS_ACCESS_KEY_ID"), let s = value("AWS_SECRET_ACCESS_KEY") {
+            (key, secret, token) = (k, s, value("AWS_SESSION_TOKEN"))
+        } else if let k = credentials?["aws_access_key_id"], let s = credentials?["aws_secret_access_key"] {
+            (key, secret, token) = (k, s, credentials?["aws_session_token"])
+        } else if let k = config?["aws_access_key_id"], let s = config?["aws_secret_access_key"] {
+            (key, secret, token) = (k, s, config?["aws_session_token"])
+        } else {
+            throw StoreError(.invalidArgument, "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or aws_access_key_id and aws_secret_access_key for profile \(profile) in \(credentialsPath)")
         }
-        let region = env["AWS_REGION"].flatMap { $0.isEmpty ? nil : $0 } ?? env["AWS_DEFAULT_REGION"].flatMap { $0.isEmpty ? nil : $0 }
-        return S3Settings(endpoint: endpoint, region: region ?? "us-east-1", accessKey: key, secretKey: secret,
-                          sessionToken: env["AWS_SESSION_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
+        return S3Settings(endpoint: endpoint, region: region, accessKey: key, secretKey: secret, sessionToken: token)
     }
 
     /// Path style for an endpoint given as an IP address or localhost (no DNS name per bucket there).
@@ -289,4 +310,31 @@ private final class TransferContext {
             return Int(CURL_READFUNC_ABORT)
         }
     }
+}
+
+/// The INI files AWS tools share (`~/.aws/credentials`, `~/.aws/config`): `[section]` lines and `key = value`
+/// lines; `#` and `;` start comments. Nested settings (an indented block under `s3 =`) are skipped. Read by hand:
+/// a dozen lines, and no INI library is in this project's dependency list.
+struct IniFile {
+    private var sections: [String: [String: String]] = [:]
+
+    init(path: String) {
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        var current: String?
+        for raw in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline) {
+            if raw.first == " " || raw.first == "\t" { continue }  // A nested setting.
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("["), line.hasSuffix("]") {
+                current = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces)
+                continue
+            }
+            guard let section = current, let eq = line.firstIndex(of: "=") else { continue }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
+            let value = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            if !value.isEmpty { sections[section, default: [:]][key] = value }
+        }
+    }
+
+    func section(_ name: String) -> [String: String]? { sections[name] }
 }

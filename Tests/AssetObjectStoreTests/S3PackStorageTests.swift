@@ -151,3 +151,65 @@ struct S3PackStorageTests {
         }
     }
 }
+
+@Suite("S3 settings")
+struct S3SettingsTests {
+    @Test("settings come from the AWS variables first, then the profile in ~/.aws; errors name what is missing, never a secret")
+    func resolution() throws {
+        try withTemporaryDirectory("aws-files") { home in
+            try FileManager.default.createDirectory(atPath: home + "/.aws", withIntermediateDirectories: true)
+            try Data("""
+                [default]
+                aws_access_key_id = DEFAULTKEY
+                aws_secret_access_key = default-secret
+                # a comment
+                [team]
+                aws_access_key_id=TEAMKEY
+                aws_secret_access_key=team-secret
+                aws_session_token=team-token
+                """.utf8).write(to: URL(fileURLWithPath: home + "/.aws/credentials"))
+            try Data("""
+                [default]
+                region = eu-west-3
+                [profile team]
+                region = ap-south-1
+                endpoint_url = http://10.1.2.3:8333
+                s3 =
+                  addressing_style = path
+                """.utf8).write(to: URL(fileURLWithPath: home + "/.aws/config"))
+
+            let byProfile = try S3Settings.resolve(["HOME": home, "AWS_PROFILE": "team"])
+            #expect(byProfile.accessKey == "TEAMKEY" && byProfile.secretKey == "team-secret" && byProfile.sessionToken == "team-token")
+            #expect(byProfile.region == "ap-south-1" && byProfile.endpoint == "http://10.1.2.3:8333" && byProfile.pathStyle)
+
+            let byEnvironment = try S3Settings.resolve(["HOME": home, "AWS_ACCESS_KEY_ID": "ENVKEY", "AWS_SECRET_ACCESS_KEY": "env-secret",
+                                                        "AWS_REGION": "us-west-2", "AWS_ENDPOINT_URL": "https://s3.us-west-2.amazonaws.com/"])
+            #expect(byEnvironment.accessKey == "ENVKEY" && byEnvironment.region == "us-west-2" && !byEnvironment.pathStyle)
+            #expect(byEnvironment.endpoint == "https://s3.us-west-2.amazonaws.com")
+
+            let byDefault = try S3Settings.resolve(["HOME": home], endpoint: "http://localhost:9000")
+            #expect(byDefault.accessKey == "DEFAULTKEY" && byDefault.region == "eu-west-3" && byDefault.pathStyle)
+
+            let noEndpoint = #expect(throws: StoreError.self) { _ = try S3Settings.resolve(["HOME": home]) }
+            #expect(noEndpoint?.message.contains("AWS_ENDPOINT_URL") == true)
+            let noKeys = #expect(throws: StoreError.self) {
+                _ = try S3Settings.resolve(["HOME": home + "/nowhere", "AWS_SECRET_ACCESS_KEY": "lonely-secret"], endpoint: "http://127.0.0.1:1")
+            }
+            #expect(noKeys?.message.contains("AWS_ACCESS_KEY_ID") == true && noKeys?.message.contains("lonely-secret") == false)
+        }
+    }
+
+    @Test("the settings resolved from a profile sign requests the server accepts")
+    func profileSignsRequests() throws {
+        try withTemporaryDirectory("aws-profile-s3") { dir in
+            let server = try S3Server(directory: dir + "/s3")
+            defer { server.stop() }
+            try Data("[ci]\naws_access_key_id = \(server.accessKey)\naws_secret_access_key = \(server.secretKey)\n".utf8)
+                .write(to: URL(fileURLWithPath: dir + "/credentials"))
+            let settings = try S3Settings.resolve(["AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials", "AWS_PROFILE": "ci",
+                                                   "AWS_ENDPOINT_URL": server.endpoint, "HOME": dir])
+            let storage = S3PackStorage(settings: settings, bucket: server.bucket, prefix: "", scratchDirectory: dir)
+            #expect(try storage.list().isEmpty)
+        }
+    }
+}
