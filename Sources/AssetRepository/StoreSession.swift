@@ -87,11 +87,12 @@ public final class StoreSession: @unchecked Sendable {
 /// Renews a session's lease every third of it until stopped.
 private final class Heartbeat: @unchecked Sendable {
     let id: Int64
-    let catalog: Catalog
     let lease: Double
     private let condition = NSCondition()
     // Protected by `condition`.
+    private var catalog: Catalog?
     private var stopped = false
+    private var finished = false
     private var expired = false
 
     init(id: Int64, catalog: Catalog, lease: Double) {
@@ -102,22 +103,34 @@ private final class Heartbeat: @unchecked Sendable {
 
     var lost: Bool { condition.withLock { expired } }
 
-    /// Stops the beat; true the first time.
+    /// Stops the beat and waits (a bounded time) until its thread has let go of the catalog: a process that
+    /// exits right after must still close its catalog connection (SQLite checkpoints its log on that close).
+    /// True the first time.
     func stop() -> Bool {
         condition.withLock {
-            defer { stopped = true; condition.signal() }
-            return !stopped
+            let first = !stopped
+            stopped = true
+            condition.broadcast()
+            let deadline = Date().addingTimeInterval(10)
+            while !finished && condition.wait(until: deadline) {}
+            return first
         }
     }
 
     func run() {
         condition.lock()
-        defer { condition.unlock() }
+        defer {
+            catalog = nil
+            finished = true
+            condition.broadcast()
+            condition.unlock()
+        }
         while !stopped {
             _ = condition.wait(until: Date().addingTimeInterval(lease / 3))
             if stopped { return }
+            let current = catalog
             condition.unlock()
-            let renewed = try? catalog.renewSession(id, expiresNs: StoreSession.expiry(after: lease))
+            let renewed = try? current?.renewSession(id, expiresNs: StoreSession.expiry(after: lease))
             condition.lock()
             // A failed renewal (catalog unreachable) is tried again at the next beat; only an expired lease is lost.
             if renewed == false { expired = true }
