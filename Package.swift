@@ -18,6 +18,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CFUSE3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Bytes: chunker, hashing, codec, pack files, the PackStorage protocol and its local backend.
         .target(name: "AssetStore", dependencies: [
@@ -26,6 +27,8 @@ let package = Package(
         ]),
         // Packs on S3-compatible object storage: a second PackStorage, signed requests through libcurl.
         .target(name: "AssetObjectStore", dependencies: ["CCurl", "AssetStore"]),
+        // The catalog of shared stores on PostgreSQL: libpq, one connection type so far.
+        .target(name: "AssetPostgres", dependencies: ["CPostgres", "AssetCatalog"]),
         // Assets, versions, trees, tags, audit: the Catalog protocol and its SQLite implementation.
         .target(name: "AssetCatalog", dependencies: ["CSQLite", "AssetStore"]),
         // Operations over store + catalog: import, export, verify, diff, gc.
@@ -58,6 +61,7 @@ let package = Package(
         .testTarget(name: "AssetStoreTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog", "AssetTestSupport"]),
         .testTarget(name: "AssetObjectStoreTests", dependencies: ["AssetObjectStore", "AssetStore", "AssetTestSupport"]),
+        .testTarget(name: "AssetPostgresTests", dependencies: ["AssetPostgres", "AssetCatalog", "AssetTestSupport"]),
         .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository", "AssetTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore", "AssetTestSupport"]),
