@@ -42,7 +42,8 @@ public protocol Catalog: AnyObject, Sendable {
     func audit(asset: String?) throws -> [AuditEntry]
 
     // Workspaces (the registry; each workspace's overlay lives in its own WorkspaceMetadata)
-    func createWorkspace(asset: String, name: String, baseVersion: Int, user: String) throws -> WorkspaceInfo
+    /// `host`: where the workspace's overlay lives (the creating host's name).
+    func createWorkspace(asset: String, name: String, baseVersion: Int, user: String, host: String) throws -> WorkspaceInfo
     func workspaces(asset: String?) throws -> [WorkspaceInfo]
     func workspace(asset: String, name: String) throws -> WorkspaceInfo?
     func deleteWorkspace(id: Int64, user: String, reason: String) throws

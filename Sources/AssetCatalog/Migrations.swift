@@ -68,6 +68,10 @@ enum Migrations {
         CREATE TABLE doomed_packs(
             name BLOB PRIMARY KEY, size INTEGER NOT NULL, doomed_ns INTEGER NOT NULL) WITHOUT ROWID;
         """),
+        // A workspace's overlay lives on the host that created it: say which ('' for older rows: unknown).
+        ("0004-workspace-host", """
+        ALTER TABLE workspaces ADD COLUMN host TEXT NOT NULL DEFAULT '';
+        """),
     ]
 
     static func apply(to db: SQLiteDatabase) throws {

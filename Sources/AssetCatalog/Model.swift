@@ -179,6 +179,8 @@ public struct WorkspaceInfo: Sendable, Codable {
     public let baseTreeID: Int64
     public let createdNs: Int64
     public let createdBy: String
+    /// The host whose disk holds the workspace's changes ("" when created before hosts were recorded).
+    public let host: String
 }
 
 /// What a session does: import and commit write new rows that may reuse chunks, gc deletes what nothing uses,

@@ -1,15 +1,15 @@
 extension SQLiteCatalog {
     static let workspaceColumns = """
-        SELECT w.id, a.name, w.name, w.base_version, w.base_tree_id, w.created_ns, w.created_by
+        SELECT w.id, a.name, w.name, w.base_version, w.base_tree_id, w.created_ns, w.created_by, w.host
         FROM workspaces w JOIN assets a ON a.id = w.asset_id
         """
 
     static func workspaceRow(_ r: Row) -> WorkspaceInfo {
         WorkspaceInfo(id: r.int(0), asset: r.text(1), name: r.text(2), baseVersion: Int(r.int(3)), baseTreeID: r.int(4),
-                      createdNs: r.int(5), createdBy: r.text(6))
+                      createdNs: r.int(5), createdBy: r.text(6), host: r.text(7))
     }
 
-    public func createWorkspace(asset: String, name: String, baseVersion: Int, user: String) throws -> WorkspaceInfo {
+    public func createWorkspace(asset: String, name: String, baseVersion: Int, user: String, host: String) throws -> WorkspaceInfo {
         try locked { db in
             try db.transaction {
                 guard let assetID = try SQLiteCatalogWriter(db: db).assetID(asset, create: false) else {
@@ -23,8 +23,10 @@ extension SQLiteCatalog {
                     throw CatalogError(.conflict, "workspace \(asset)/\(name) already exists (`assetfs workspace discard \(asset)/\(name)` removes it)")
                 }
                 try db.run("""
-                    INSERT INTO workspaces(asset_id, name, base_version, base_tree_id, created_ns, created_by) VALUES(?, ?, ?, ?, ?, ?)
-                    """, [.int(assetID), .text(name), .int(Int64(baseVersion)), .int(tree), .int(Clock.nowNanoseconds()), .text(user)])
+                    INSERT INTO workspaces(asset_id, name, base_version, base_tree_id, created_ns, created_by, host)
+                    VALUES(?, ?, ?, ?, ?, ?, ?)
+                    """, [.int(assetID), .text(name), .int(Int64(baseVersion)), .int(tree), .int(Clock.nowNanoseconds()), .text(user),
+                          .text(host)])
                 let id = db.lastInsertRowID
                 try appendAudit(db, user: user, action: "create-workspace", asset: asset, subject: name, from: "v\(baseVersion)",
                                 to: nil, detail: "")

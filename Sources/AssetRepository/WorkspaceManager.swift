@@ -20,7 +20,8 @@ public struct WorkspaceManager {
         let base = try repo.catalog.resolve(Ref(asset: asset, selector: selector))
         try makeDirectory(repo.hostDirectory + "/workspaces")
         try DeltaFile.probeHoles(in: repo.hostDirectory + "/workspaces")
-        let info = try repo.catalog.createWorkspace(asset: asset, name: name, baseVersion: base.number, user: user)
+        let info = try repo.catalog.createWorkspace(asset: asset, name: name, baseVersion: base.number, user: user,
+                                                     host: StoreSession.hostName())
         _ = try open(info)
         return info
     }

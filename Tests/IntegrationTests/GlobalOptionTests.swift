@@ -191,3 +191,29 @@ struct StoreURLTests {
         }
     }
 }
+
+@Suite("assetfs workspace hosts")
+struct WorkspaceHostTests {
+    @Test("workspace list names the host that holds each workspace's changes; rows from before hosts were recorded show none")
+    func listShowsHost() throws {
+        try withTemporaryDirectory("workspace-host") { dir in
+            let store = try initStore(dir)
+            try makeDataset(dir + "/src", seed: 70)
+            try assetfsOK(["import", "data", dir + "/src"], store: store)
+            try assetfsOK(["workspace", "create", "data", "exp"], store: store)
+            var name = [CChar](repeating: 0, count: 256)
+            _ = gethostname(&name, 255)
+            let host = String(cString: name)
+            let listed = try #require(try json(try assetfsOK(["workspace", "list", "--json"], store: store)) as? [[String: Any]])
+            #expect(listed.count == 1 && listed[0]["host"] as? String == host, "\(listed)")
+            let table = try assetfsOK(["workspace", "list"], store: store).stdout.split(separator: "\n")
+            #expect(table.first?.hasSuffix("HOST") == true && table.last?.hasSuffix(host) == true, "\(table)")
+
+            // A row written before the host was recorded (what migration 0004 leaves for older workspaces).
+            let cleared = try sqlite3CLI(store + "/catalog.sqlite", "UPDATE workspaces SET host = ''")
+            #expect(cleared.status == 0, "\(cleared.stderr)")
+            let old = try assetfsOK(["workspace", "list"], store: store).stdout.split(separator: "\n")
+            #expect(old.last?.hasSuffix("  -") == true, "\(old)")
+        }
+    }
+}

@@ -53,15 +53,21 @@ struct WorkspaceCommand: ParsableCommand {
             let base: Int
             let created: String
             let createdBy: String
+            let host: String
         }
 
         func run() throws {
             let items = try store.open().catalog.workspaces(asset: asset)
             if output.json {
-                try printJSON(items.map { ItemJSON(asset: $0.asset, name: $0.name, base: $0.baseVersion, created: Format.iso($0.createdNs), createdBy: $0.createdBy) })
+                try printJSON(items.map {
+                    ItemJSON(asset: $0.asset, name: $0.name, base: $0.baseVersion, created: Format.iso($0.createdNs),
+                             createdBy: $0.createdBy, host: $0.host)
+                })
                 return
             }
-            print(Format.table(["WORKSPACE", "BASE", "CREATED", "BY"], items.map { ["\($0.asset)/\($0.name)", "v\($0.baseVersion)", Format.date($0.createdNs), $0.createdBy] }))
+            print(Format.table(["WORKSPACE", "BASE", "CREATED", "BY", "HOST"], items.map {
+                ["\($0.asset)/\($0.name)", "v\($0.baseVersion)", Format.date($0.createdNs), $0.createdBy, $0.host.isEmpty ? "-" : $0.host]
+            }))
         }
     }
 
