@@ -132,7 +132,7 @@ struct S3PackStorageTests {
     func hungServer() throws {
         try withS3("s3-hung") { server, storage, _ in
             let sealed = try writePack(storage, samples)
-            server.pause()
+            try server.pause()
             defer { server.resume() }
             let started = Date()
             let hung = #expect(throws: StoreError.self) { _ = try ChunkReader(storage: storage).read(sealed.chunks[1]) }

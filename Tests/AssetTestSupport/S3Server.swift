@@ -77,8 +77,12 @@ public final class S3Server: @unchecked Sendable {
         _ = process.wait(timeout: 5)  // Kills with SIGKILL on timeout.
     }
 
-    /// Pauses the server (SIGSTOP): requests then time out, as against a hung server.
-    public func pause() { process.signal(SIGSTOP) }
+    /// Pauses the server (SIGSTOP) and waits until every one of its threads has stopped (the signal takes effect
+    /// asynchronously: a thread could otherwise still answer the next request). Requests then time out, as
+    /// against a hung server.
+    public func pause() throws {
+        guard stopProcess(process.pid) else { throw TestFailure("SeaweedFS (pid \(process.pid)) did not stop within 5 s") }
+    }
     public func resume() { process.signal(SIGCONT) }
 }
 
