@@ -4,10 +4,8 @@ extension SQLiteCatalog {
     public func openSession(_ new: NewSession, excluding: Set<SessionKind>) throws -> SessionOpening {
         try locked { db in
             try db.transaction {
-                let now = Clock.nowNanoseconds()
-                try db.run("DELETE FROM sessions WHERE expires_ns <= ?", [.int(now)])
-                let blocking = try db.rows(Self.sessionColumns + " WHERE expires_ns > ? ORDER BY id", [.int(now)], Self.sessionRow)
-                    .filter { excluding.contains($0.kind) }
+                let now = try Self.removeExpiredSessions(db)
+                let blocking = try db.rows(Self.sessionColumns + " ORDER BY id", [], Self.sessionRow).filter { excluding.contains($0.kind) }
                 if !blocking.isEmpty { return .blocked(blocking) }
                 try db.run("INSERT INTO sessions(host, pid, kind, started_ns, expires_ns) VALUES(?, ?, ?, ?, ?)",
                            [.text(new.host), .int(Int64(new.pid)), .text(new.kind.rawValue), .int(now), .int(new.expiresNs)])
@@ -31,10 +29,16 @@ extension SQLiteCatalog {
 
     public func liveSessions() throws -> [SessionInfo] {
         try locked { db in
-            let now = Clock.nowNanoseconds()
-            try db.run("DELETE FROM sessions WHERE expires_ns <= ?", [.int(now)])
+            _ = try Self.removeExpiredSessions(db)
             return try db.rows(Self.sessionColumns + " ORDER BY id", [], Self.sessionRow)
         }
+    }
+
+    /// Deletes the sessions whose lease has run out; returns the time it judged by.
+    private static func removeExpiredSessions(_ db: SQLiteDatabase) throws -> Int64 {
+        let now = Clock.nowNanoseconds()
+        try db.run("DELETE FROM sessions WHERE expires_ns <= ?", [.int(now)])
+        return now
     }
 
     static let sessionColumns = "SELECT id, host, pid, kind, started_ns, expires_ns FROM sessions"

@@ -39,11 +39,8 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         // One indexed lookup per hash under one lock: SQLite is in-process, so a lookup costs microseconds and
         // no round trip (a server catalog answers the whole batch in one query instead).
         try locked { db in
-            var found = Set<ContentHash>()
-            for hash in hashes where try db.first("SELECT 1 FROM chunks WHERE hash = ?", [.blob(hash.bytes)], { _ in true }) != nil {
-                found.insert(hash)
-            }
-            return found
+            let writer = SQLiteCatalogWriter(db: db)
+            return Set(try hashes.filter { try writer.chunkExists($0) })
         }
     }
 

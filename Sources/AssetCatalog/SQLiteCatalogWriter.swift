@@ -29,14 +29,9 @@ struct SQLiteCatalogWriter: CatalogWriter {
     }
 
     func insertFile(hash: ContentHash, size: UInt64, chunks: [(offset: UInt64, chunk: ContentHash)]) throws -> Int64 {
-        // Upsert by hash: when another writer inserted the same file first, its row is the file and nothing is
-        // added (the rule every catalog backend keeps; see CatalogWriter).
-        guard let id = try db.first("""
-            INSERT INTO files(hash, size, chunk_count) VALUES(?, ?, ?) ON CONFLICT(hash) DO NOTHING RETURNING id
-            """, [.blob(hash.bytes), .int(Int64(size)), .int(Int64(chunks.count))], { $0.int(0) })
-        else {
-            guard let existing = try fileID(hash: hash) else { throw CatalogError(.transient, "file \(hash.short) vanished while it was inserted") }
-            return existing
+        guard let id = try insertByHash("files", hash, columns: "size, chunk_count",
+                                        [.int(Int64(size)), .int(Int64(chunks.count))]) else {
+            return try existingID("files", hash)
         }
         for (seq, c) in chunks.enumerated() {
             guard let chunkID = try db.first("SELECT id FROM chunks WHERE hash = ?", [.blob(c.chunk.bytes)], { $0.int(0) }) else {
@@ -49,15 +44,9 @@ struct SQLiteCatalogWriter: CatalogWriter {
     }
 
     func insertTree(hash: ContentHash, entries: [TreeEntry], fileCount: Int, totalSize: UInt64) throws -> Int64 {
-        guard let id = try db.first("""
-            INSERT INTO trees(hash, entry_count, file_count, total_size) VALUES(?, ?, ?, ?)
-            ON CONFLICT(hash) DO NOTHING RETURNING id
-            """, [.blob(hash.bytes), .int(Int64(entries.count)), .int(Int64(fileCount)), .int(Int64(totalSize))], { $0.int(0) })
-        else {
-            guard let existing = try db.first("SELECT id FROM trees WHERE hash = ?", [.blob(hash.bytes)], { $0.int(0) }) else {
-                throw CatalogError(.transient, "tree \(hash.short) vanished while it was inserted")
-            }
-            return existing
+        guard let id = try insertByHash("trees", hash, columns: "entry_count, file_count, total_size",
+                                        [.int(Int64(entries.count)), .int(Int64(fileCount)), .int(Int64(totalSize))]) else {
+            return try existingID("trees", hash)
         }
         for e in entries {
             try db.run("""
@@ -66,6 +55,22 @@ struct SQLiteCatalogWriter: CatalogWriter {
                 """, [.int(id), .blob(e.name), .int(Int64(e.kind.rawValue)), .int(Int64(e.mode)), .int(Int64(e.uid)),
                       .int(Int64(e.gid)), .int(Int64(e.size)), .int(e.mtimeNs), e.target.map { .blob($0) } ?? .null,
                       e.fileID.map { .int($0) } ?? .null, e.subtreeID.map { .int($0) } ?? .null])
+        }
+        return id
+    }
+
+    /// Upsert by hash, the rule every catalog backend keeps (see CatalogWriter): inserts the row and returns its
+    /// id, or returns nil when another writer inserted the same hash first (its row is the row; nothing is added).
+    private func insertByHash(_ table: String, _ hash: ContentHash, columns: String, _ values: [SQLValue]) throws -> Int64? {
+        let placeholders = Array(repeating: "?", count: values.count + 1).joined(separator: ", ")
+        return try db.first("INSERT INTO \(table)(hash, \(columns)) VALUES(\(placeholders)) ON CONFLICT(hash) DO NOTHING RETURNING id",
+                            [.blob(hash.bytes)] + values, { $0.int(0) })
+    }
+
+    /// The id of the row `insertByHash` found already there.
+    private func existingID(_ table: String, _ hash: ContentHash) throws -> Int64 {
+        guard let id = try db.first("SELECT id FROM \(table) WHERE hash = ?", [.blob(hash.bytes)], { $0.int(0) }) else {
+            throw CatalogError(.transient, "\(table) row \(hash.short) vanished while it was inserted")
         }
         return id
     }

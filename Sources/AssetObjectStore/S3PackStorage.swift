@@ -37,11 +37,8 @@ public final class S3PackStorage: PackStorage, @unchecked Sendable {
     public func describe(_ id: ContentHash) -> String { "s3://\(bucket)/\(key(id))" }
 
     public func put(_ id: ContentHash, from source: PackSource) throws {
-        // The writer's scratch file may be open for direct I/O (aligned reads only): read it through a plain one.
-        let plain = try FileDescriptor.open(source.path, O_RDONLY)
-        defer { plain.close() }
         let response = try client.perform("PUT", key(id), headers: ["If-None-Match: *", "Content-Type: application/octet-stream"],
-                                          upload: PackSource(path: source.path, descriptor: plain, size: source.size))
+                                          upload: source)
         // 412: an object of this name exists; names are content, so it holds these bytes.
         guard (200..<300).contains(response.status) || response.status == 412 else {
             throw client.failure(response, "PUT", key(id))

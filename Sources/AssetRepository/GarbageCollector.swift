@@ -59,8 +59,8 @@ public struct GarbageCollector {
         let now = Clock.nowNanoseconds()
         for pack in onDisk where !knownIDs.contains(pack.id) && !doomedIDs.contains(pack.id) {
             // Written by an import that crashed before recording it, or by one that is about to record it: only
-            // one older than the grace period is deleted.
-            guard let written = pack.modifiedNs, Double(now - written) / 1e9 < gracePeriod else {
+            // one older than the grace period (or of unknown age) is deleted.
+            guard let written = pack.modifiedNs, !graceOver(since: written, now: now) else {
                 try repo.storage.delete(pack.id)
                 result.orphanPacksDeleted += 1
                 continue
@@ -91,13 +91,15 @@ public struct GarbageCollector {
         return result
     }
 
+    private func graceOver(since ns: Int64, now: Int64) -> Bool { Double(now - ns) / 1e9 >= gracePeriod }
+
     /// Deletes the objects of forgotten packs whose grace period is over, then their doomed rows (a crash in
     /// between leaves rows whose objects are gone: the next run's delete finds nothing and removes them).
     private func deleteDoomed(_ result: inout Result) throws {
         let now = Clock.nowNanoseconds()
         var deleted: [ContentHash] = []
         for pack in try repo.catalog.doomedPacks() {
-            if Double(now - pack.doomedNs) / 1e9 >= gracePeriod {
+            if graceOver(since: pack.doomedNs, now: now) {
                 do {
                     try repo.storage.delete(pack.id)
                 } catch let error as StoreError where error.code == .notFound {

@@ -276,12 +276,12 @@ final class ImportPipeline: @unchecked Sendable {
     private func seal(_ writer: PackWriter) throws {
         let sealed = try writer.seal()
         try lock.withLock {
-            let now = unsealed.subtracting(sealed.chunks.map(\.id))
+            let stillUnsealed = unsealed.subtracting(sealed.chunks.map(\.id))
             let written = try repo.catalog.write { w -> Flushed in
                 try w.recordPack(sealed.pack, size: sealed.size, chunks: sealed.chunks)
-                return try flushPending(w, unsealed: now)
+                return try flushPending(w, unsealed: stillUnsealed)
             }
-            unsealed = now
+            unsealed = stillUnsealed
             apply(written)
         }
     }

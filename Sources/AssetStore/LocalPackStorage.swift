@@ -69,14 +69,7 @@ public final class LocalPackStorage: PackStorage {
         let out = try FileDescriptor.open(path, O_WRONLY | O_CREAT | O_EXCL, mode: 0o600)
         defer { out.close() }
         do {
-            var offset: UInt64 = 0
-            var chunk = [UInt8](repeating: 0, count: 1 << 20)
-            while offset < source.size {
-                let n = try chunk.withUnsafeMutableBytes { try source.descriptor.pread(into: $0, at: offset) }
-                if n == 0 { throw StoreError(.failure, "scratch pack \(source.path) ended after \(offset) of its \(source.size) bytes") }
-                try chunk.withUnsafeBytes { try out.pwrite(UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: offset) }
-                offset += UInt64(n)
-            }
+            try source.readAll().withUnsafeBytes { try out.write($0) }
             try out.sync()
         } catch {
             unlink(path)

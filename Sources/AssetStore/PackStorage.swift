@@ -39,8 +39,8 @@ public struct StoredPack: Sendable, Hashable {
 }
 
 /// A complete pack in local scratch space, handed to `PackStorage.put`. It can be read any number of times
-/// from any offset (pread only, no shared file offset), so a backend that must retry an upload reads it again
-/// from the start. It belongs to the writer: a backend never closes, moves or deletes it.
+/// from any offset, with ordinary reads into any buffer (pread only, no shared file offset; the descriptor is not
+/// in direct-I/O mode), so a backend that must retry an upload reads it again from the start. It belongs to the writer: a backend never closes, moves or deletes it.
 public struct PackSource: Sendable {
     public let path: String
     public let descriptor: FileDescriptor

@@ -184,6 +184,10 @@ public final class PackWriter: @unchecked Sendable {
         // the backend's or its decorator's business, with the same source, inside this call).
         self.staging = nil
         defer { staging.remove() }
+        // Backends read the finished pack with ordinary (unaligned) preads, which a direct-I/O descriptor refuses:
+        // switch it to buffered reads once here. The pages were written directly, so the page cache holds none of
+        // them and every read sees the disk's bytes.
+        staging.descriptor.setDirectIO(false)
         do {
             try storage.put(id, from: PackSource(path: staging.path, descriptor: staging.descriptor, size: size))
         } catch {

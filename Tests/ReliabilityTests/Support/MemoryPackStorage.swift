@@ -21,10 +21,7 @@ final class MemoryPackStorage: PackStorage, @unchecked Sendable {
     var scratchDirectory: String { NSTemporaryDirectory() }
 
     func put(_ id: ContentHash, from source: PackSource) throws {
-        // The writer's scratch file may use O_DIRECT (aligned I/O only): read it through a plain descriptor.
-        let plain = try FileDescriptor.open(source.path, O_RDONLY)
-        defer { plain.close() }
-        set(id, try PackSource(path: source.path, descriptor: plain, size: source.size).readAll())
+        set(id, try source.readAll())
     }
 
     func read(_ id: ContentHash, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
