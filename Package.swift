@@ -27,8 +27,8 @@ let package = Package(
         ]),
         // Packs on S3-compatible object storage: a second PackStorage, signed requests through libcurl.
         .target(name: "AssetObjectStore", dependencies: ["CCurl", "AssetStore"]),
-        // The catalog of shared stores on PostgreSQL: libpq, one connection type so far.
-        .target(name: "AssetPostgres", dependencies: ["CPostgres", "AssetCatalog"]),
+        // The catalog of shared stores on PostgreSQL through libpq: a second Catalog.
+        .target(name: "AssetPostgres", dependencies: ["CPostgres", "AssetStore", "AssetCatalog"]),
         // Assets, versions, trees, tags, audit: the Catalog protocol and its SQLite implementation.
         .target(name: "AssetCatalog", dependencies: ["CSQLite", "AssetStore"]),
         // Operations over store + catalog: import, export, verify, diff, gc.
@@ -36,6 +36,8 @@ let package = Package(
             "AssetStore", "AssetCatalog",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Stores of every kind by location: local directories, and shared stores (S3 packs, PostgreSQL catalog).
+        .target(name: "AssetSharedStore", dependencies: ["AssetRepository", "AssetObjectStore", "AssetPostgres"]),
         // POSIX semantics without the kernel; speaks errno, never imports CFUSE3.
         .target(name: "AssetVFS", dependencies: [
             "AssetRepository",
@@ -47,7 +49,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "assetfs", dependencies: [
-            "AssetStore", "AssetCatalog", "AssetRepository", "AssetVFS", "AssetFUSE",
+            "AssetStore", "AssetCatalog", "AssetRepository", "AssetSharedStore", "AssetVFS", "AssetFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -1,7 +1,7 @@
 /// Command line: `AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]` or
 /// `AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N] [--random-reads N]`.
 struct Options {
-    enum Mode { case importComparison, read }
+    enum Mode { case importComparison, read, shared }
     var mode = Mode.importComparison
     var work = "/tmp/assetfs-bench"
     var workGiven = false
@@ -17,9 +17,14 @@ struct Options {
         usage: AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]
                AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N]
                                [--random-reads N]
+               AssetBench shared [--work DIR] [--scale F] [--assetfs PATH] [--random-reads N]
           import           (default) import comparison: every version into assetfs, borg and restic
           read             read path of version 3 through assetfs mount, borg mount and restic mount against an
                            assetfs export on local disk (root only: drops the page cache; see ReadBench.swift)
+          shared           a shared store (SeaweedFS S3 + PostgreSQL started by scripts/shared-servers.sh, run from
+                           the repository root, as root) against a local store, restic into the same S3 server and
+                           plain objects fetched with curl (see SharedBench.swift; default work directory
+                           /tmp/assetfs-sharedbench)
           --work DIR       work directory; its src, store, borg, restic, cache and logs folders are recreated
                            (default /tmp/assetfs-bench)
           --scale F        multiplies file counts of the data set (default 1.0: about 420 MB at v1, 500 MB at v6)
@@ -45,8 +50,8 @@ struct Options {
             guard let n = Int(text), n > 0, n <= 1_000_000 else { throw BenchError("bad \(flag) \(text)") }
             return n
         }
-        if let first = rest.first, first == "read" || first == "import" {
-            options.mode = first == "read" ? .read : .importComparison
+        if let first = rest.first, ["read", "import", "shared"].contains(first) {
+            options.mode = first == "read" ? .read : first == "shared" ? .shared : .importComparison
             rest = rest.dropFirst()
         }
         while let arg = rest.popFirst() {
@@ -66,6 +71,7 @@ struct Options {
             }
         }
         if options.mode == .read && !options.workGiven { options.work = "/tmp/assetfs-readbench" }
+        if options.mode == .shared && !options.workGiven { options.work = "/tmp/assetfs-sharedbench" }
         return options
     }
 }

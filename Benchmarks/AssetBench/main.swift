@@ -15,6 +15,7 @@ do {
     exit(2)
 }
 if options.mode == .read { exit(ReadBench.main(options)) }
+if options.mode == .shared { exit(SharedBench.main(options)) }
 
 do {
     let work = FileIO.absolute(options.work)

@@ -96,6 +96,9 @@ public protocol CatalogWriter {
     /// Inserts a file (or finds the identical one) and returns its id.
     func insertFile(hash: ContentHash, size: UInt64, chunks: [(offset: UInt64, chunk: ContentHash)]) throws -> Int64
     func fileID(hash: ContentHash) throws -> Int64?
+    /// Inserts (or finds) each file, in order; returns their ids in the same order. A server catalog writes
+    /// the whole batch in a few statements; the default inserts one file at a time.
+    func insertFiles(_ files: [NewFile]) throws -> [Int64]
     /// Inserts a tree (or finds the identical one) and returns its id.
     func insertTree(hash: ContentHash, entries: [TreeEntry], fileCount: Int, totalSize: UInt64) throws -> Int64
     /// Creates the next version of `asset` (creating the asset if needed); returns its number.
@@ -104,4 +107,52 @@ public protocol CatalogWriter {
     func replaceStatCache(asset: String, entries: [(path: [UInt8], entry: StatCacheEntry)]) throws
     /// Removes a workspace's registry row (with an audit row), e.g. in the same transaction as its commit.
     func removeWorkspace(id: Int64, user: String, reason: String) throws
+}
+
+/// A file for `CatalogWriter.insertFiles`: its whole-file hash, size and chunks by offset.
+public struct NewFile: Sendable {
+    public var hash: ContentHash
+    public var size: UInt64
+    public var chunks: [(offset: UInt64, chunk: ContentHash)]
+
+    public init(hash: ContentHash, size: UInt64, chunks: [(offset: UInt64, chunk: ContentHash)]) {
+        self.hash = hash
+        self.size = size
+        self.chunks = chunks
+    }
+}
+
+extension CatalogWriter {
+    public func insertFiles(_ files: [NewFile]) throws -> [Int64] {
+        try files.map { try insertFile(hash: $0.hash, size: $0.size, chunks: $0.chunks) }
+    }
+}
+
+extension Catalog {
+    /// Resolves a reference with the catalog's own queries: the same answers and messages from every backend.
+    public func resolve(_ ref: Ref) throws -> VersionInfo {
+        let all = try assets()
+        guard let asset = all.first(where: { $0.name == ref.asset }) else {
+            throw CatalogError.noAsset(ref.asset)
+        }
+        let number: Int
+        switch ref.selector {
+        case .number(let n): number = n
+        case .latest:
+            guard let latest = asset.latest else {
+                throw CatalogError(.notFound, "asset '\(ref.asset)' has no versions")
+            }
+            number = latest
+        case .tag(let name):
+            guard let tag = try tags(of: ref.asset).first(where: { $0.name == name }) else {
+                throw CatalogError(.notFound, "asset '\(ref.asset)' has no tag '\(name)' (`assetfs versions \(ref.asset)` shows its tags)")
+            }
+            number = tag.version
+        }
+        guard let version = try version(of: ref.asset, number: number) else {
+            let latest = asset.latest.map { "latest is v\($0)" } ?? "it has no versions"
+            throw CatalogError(.notFound, "asset '\(ref.asset)' has no version v\(number) (\(latest))")
+        }
+        return version
+    }
 }

@@ -1,3 +1,5 @@
+import AssetStore
+
 /// A catalog failure, in words every catalog backend shares (SQLite here, a server database for shared stores),
 /// with what the backend itself reported kept as the cause.
 public struct CatalogError: Error, CustomStringConvertible, Sendable {
@@ -31,4 +33,32 @@ public struct CatalogError: Error, CustomStringConvertible, Sendable {
 
     public var description: String { message }
     public var isNoSpace: Bool { code == .noSpace }
+}
+
+/// The errors every catalog backend reports in the same words, so a command prints the same line whichever
+/// catalog the store uses.
+extension CatalogError {
+    public static func noAsset(_ asset: String) -> CatalogError {
+        CatalogError(.notFound, "no asset named '\(asset)' in this store (`assetfs assets` lists them)")
+    }
+
+    public static func noVersion(_ asset: String, _ number: Int) -> CatalogError {
+        CatalogError(.notFound, "asset '\(asset)' has no version v\(number)")
+    }
+
+    public static func noTag(_ asset: String, _ name: String) -> CatalogError {
+        CatalogError(.notFound, "asset '\(asset)' has no tag '\(name)'")
+    }
+
+    public static func tagged(_ asset: String, _ number: Int, tags: [String]) -> CatalogError {
+        CatalogError(.conflict, "\(asset)@v\(number) is tagged \(tags.joined(separator: ", ")): move or remove the tag first (`assetfs untag \(asset) \(tags[0])`)")
+    }
+
+    public static func workspaceExists(_ asset: String, _ name: String) -> CatalogError {
+        CatalogError(.conflict, "workspace \(asset)/\(name) already exists (`assetfs workspace discard \(asset)/\(name)` removes it)")
+    }
+
+    public static func packInUse(_ id: ContentHash, chunks: Int64) -> CatalogError {
+        CatalogError(.conflict, "pack \(id.short) still holds \(chunks) indexed chunks; not forgetting it")
+    }
 }

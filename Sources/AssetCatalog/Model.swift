@@ -53,6 +53,14 @@ public struct TreeInfo: Sendable, Equatable {
     public let entryCount: Int
     public let fileCount: Int
     public let totalSize: UInt64
+
+    public init(id: Int64, hash: ContentHash, entryCount: Int, fileCount: Int, totalSize: UInt64) {
+        self.id = id
+        self.hash = hash
+        self.entryCount = entryCount
+        self.fileCount = fileCount
+        self.totalSize = totalSize
+    }
 }
 
 public struct FileInfo: Sendable {
@@ -60,12 +68,24 @@ public struct FileInfo: Sendable {
     public let hash: ContentHash
     public let size: UInt64
     public let chunkCount: Int
+
+    public init(id: Int64, hash: ContentHash, size: UInt64, chunkCount: Int) {
+        self.id = id
+        self.hash = hash
+        self.size = size
+        self.chunkCount = chunkCount
+    }
 }
 
 /// A chunk of a file at its offset; the ordered list allows binary search for any read offset.
 public struct FileChunk: Sendable {
     public let offset: UInt64
     public let location: ChunkLocation
+
+    public init(offset: UInt64, location: ChunkLocation) {
+        self.offset = offset
+        self.location = location
+    }
 }
 
 public struct AssetInfo: Sendable, Codable {
@@ -74,6 +94,14 @@ public struct AssetInfo: Sendable, Codable {
     public let createdNs: Int64
     public let versionCount: Int
     public let latest: Int?
+
+    public init(id: Int64, name: String, createdNs: Int64, versionCount: Int, latest: Int?) {
+        self.id = id
+        self.name = name
+        self.createdNs = createdNs
+        self.versionCount = versionCount
+        self.latest = latest
+    }
 }
 
 public struct MetaItem: Sendable, Codable, Equatable {
@@ -100,6 +128,23 @@ public struct VersionInfo: Sendable {
     public let newBytes: UInt64
     public let meta: [MetaItem]
     public var tags: [String]
+
+    public init(id: Int64, asset: String, number: Int, parent: Int?, createdNs: Int64, author: String, message: String, rootTreeID: Int64, rootHash: ContentHash, fileCount: Int, logicalBytes: UInt64, newBytes: UInt64, meta: [MetaItem], tags: [String]) {
+        self.id = id
+        self.asset = asset
+        self.number = number
+        self.parent = parent
+        self.createdNs = createdNs
+        self.author = author
+        self.message = message
+        self.rootTreeID = rootTreeID
+        self.rootHash = rootHash
+        self.fileCount = fileCount
+        self.logicalBytes = logicalBytes
+        self.newBytes = newBytes
+        self.meta = meta
+        self.tags = tags
+    }
 }
 
 /// What a new version records; the catalog assigns the number.
@@ -138,6 +183,18 @@ public struct AuditEntry: Sendable, Codable {
     public let from: String?
     public let to: String?
     public let detail: String
+
+    public init(id: Int64, atNs: Int64, user: String, action: String, asset: String, subject: String, from: String?, to: String?, detail: String) {
+        self.id = id
+        self.atNs = atNs
+        self.user = user
+        self.action = action
+        self.asset = asset
+        self.subject = subject
+        self.from = from
+        self.to = to
+        self.detail = detail
+    }
 }
 
 /// A row of the stat cache: how the source file looked when it was last imported, and what it was.
@@ -181,6 +238,17 @@ public struct WorkspaceInfo: Sendable, Codable {
     public let createdBy: String
     /// The host whose disk holds the workspace's changes ("" when created before hosts were recorded).
     public let host: String
+
+    public init(id: Int64, asset: String, name: String, baseVersion: Int, baseTreeID: Int64, createdNs: Int64, createdBy: String, host: String) {
+        self.id = id
+        self.asset = asset
+        self.name = name
+        self.baseVersion = baseVersion
+        self.baseTreeID = baseTreeID
+        self.createdNs = createdNs
+        self.createdBy = createdBy
+        self.host = host
+    }
 }
 
 /// What a session does: import and commit write new rows that may reuse chunks, gc deletes what nothing uses,

@@ -8,11 +8,11 @@ extension SQLiteCatalog {
             try db.transaction {
                 let writer = SQLiteCatalogWriter(db: db)
                 guard let assetID = try writer.assetID(asset, create: false) else {
-                    throw CatalogError(.notFound, "no asset named '\(asset)' in this store")
+                    throw CatalogError.noAsset(asset)
                 }
                 guard try db.first("SELECT 1 FROM versions WHERE asset_id = ? AND number = ?",
                                    [.int(assetID), .int(Int64(version))], { _ in true }) != nil else {
-                    throw CatalogError(.notFound, "asset '\(asset)' has no version v\(version)")
+                    throw CatalogError.noVersion(asset, version)
                 }
                 let old = try setTagRow(db, assetID: assetID, name: name, version: version)
                 if old != version {
@@ -30,7 +30,7 @@ extension SQLiteCatalog {
                 guard let assetID = try SQLiteCatalogWriter(db: db).assetID(asset, create: false),
                     let old = try db.first("SELECT version FROM tags WHERE asset_id = ? AND name = ?",
                                            [.int(assetID), .text(name)], { Int($0.int(0)) })
-                else { throw CatalogError(.notFound, "asset '\(asset)' has no tag '\(name)'") }
+                else { throw CatalogError.noTag(asset, name) }
                 try db.run("DELETE FROM tags WHERE asset_id = ? AND name = ?", [.int(assetID), .text(name)])
                 try appendAudit(db, user: user, action: "untag", asset: asset, subject: name, from: "v\(old)", to: nil,
                                 detail: "")
@@ -43,15 +43,15 @@ extension SQLiteCatalog {
         try locked { db in
             try db.transaction {
                 guard let assetID = try SQLiteCatalogWriter(db: db).assetID(asset, create: false) else {
-                    throw CatalogError(.notFound, "no asset named '\(asset)' in this store")
+                    throw CatalogError.noAsset(asset)
                 }
                 let tagged = try db.rows("SELECT name FROM tags WHERE asset_id = ? AND version = ?",
                                          [.int(assetID), .int(Int64(number))]) { $0.text(0) }
                 if !tagged.isEmpty {
-                    throw CatalogError(.conflict, "\(asset)@v\(number) is tagged \(tagged.joined(separator: ", ")): move or remove the tag first (`assetfs untag \(asset) \(tagged[0])`)")
+                    throw CatalogError.tagged(asset, number, tags: tagged)
                 }
                 try db.run("DELETE FROM versions WHERE asset_id = ? AND number = ?", [.int(assetID), .int(Int64(number))])
-                guard db.changes == 1 else { throw CatalogError(.notFound, "asset '\(asset)' has no version v\(number)") }
+                guard db.changes == 1 else { throw CatalogError.noVersion(asset, number) }
                 try appendAudit(db, user: user, action: "delete-version", asset: asset, subject: "v\(number)",
                                 from: "v\(number)", to: nil, detail: "")
             }
@@ -187,7 +187,7 @@ extension SQLiteCatalog {
                 SELECT COUNT(*) FROM chunks c JOIN packs p ON p.id = c.pack_id WHERE p.name = ?
                 """, [.blob(id.bytes)]) { $0.int(0) } ?? 0
             guard used == 0 else {
-                throw CatalogError(.conflict, "pack \(id.short) still holds \(used) indexed chunks; not forgetting it")
+                throw CatalogError.packInUse(id, chunks: used)
             }
             // Two-phase: the row goes, the object is doomed; gc deletes it once no reader can still want it.
             try db.run("""

@@ -13,14 +13,14 @@ extension SQLiteCatalog {
         try locked { db in
             try db.transaction {
                 guard let assetID = try SQLiteCatalogWriter(db: db).assetID(asset, create: false) else {
-                    throw CatalogError(.notFound, "no asset named '\(asset)' in this store")
+                    throw CatalogError.noAsset(asset)
                 }
                 guard let tree = try db.first("SELECT root_tree_id FROM versions WHERE asset_id = ? AND number = ?",
                                               [.int(assetID), .int(Int64(baseVersion))], { $0.int(0) }) else {
-                    throw CatalogError(.notFound, "asset '\(asset)' has no version v\(baseVersion)")
+                    throw CatalogError.noVersion(asset, baseVersion)
                 }
                 if try db.first("SELECT 1 FROM workspaces WHERE asset_id = ? AND name = ?", [.int(assetID), .text(name)], { _ in true }) != nil {
-                    throw CatalogError(.conflict, "workspace \(asset)/\(name) already exists (`assetfs workspace discard \(asset)/\(name)` removes it)")
+                    throw CatalogError.workspaceExists(asset, name)
                 }
                 try db.run("""
                     INSERT INTO workspaces(asset_id, name, base_version, base_tree_id, created_ns, created_by, host)

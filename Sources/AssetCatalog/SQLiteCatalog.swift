@@ -94,32 +94,6 @@ public final class SQLiteCatalog: Catalog, @unchecked Sendable {
         }
     }
 
-    public func resolve(_ ref: Ref) throws -> VersionInfo {
-        let all = try assets()
-        guard let asset = all.first(where: { $0.name == ref.asset }) else {
-            throw CatalogError(.notFound, "no asset named '\(ref.asset)' in this store (`assetfs assets` lists them)")
-        }
-        let number: Int
-        switch ref.selector {
-        case .number(let n): number = n
-        case .latest:
-            guard let latest = asset.latest else {
-                throw CatalogError(.notFound, "asset '\(ref.asset)' has no versions")
-            }
-            number = latest
-        case .tag(let name):
-            guard let tag = try tags(of: ref.asset).first(where: { $0.name == name }) else {
-                throw CatalogError(.notFound, "asset '\(ref.asset)' has no tag '\(name)' (`assetfs versions \(ref.asset)` shows its tags)")
-            }
-            number = tag.version
-        }
-        guard let version = try version(of: ref.asset, number: number) else {
-            let latest = asset.latest.map { "latest is v\($0)" } ?? "it has no versions"
-            throw CatalogError(.notFound, "asset '\(ref.asset)' has no version v\(number) (\(latest))")
-        }
-        return version
-    }
-
     public func tags(of asset: String) throws -> [(name: String, version: Int)] {
         try locked { db in
             try db.rows("""

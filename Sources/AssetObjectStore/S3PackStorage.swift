@@ -88,6 +88,32 @@ public final class S3PackStorage: PackStorage, @unchecked Sendable {
         }
     }
 
+    /// A small object beside the packs (the store's marker, `PREFIX/NAME`): its bytes, or nil when it is missing.
+    public func readObject(_ name: String) throws -> [UInt8]? {
+        let response = try client.perform("GET", prefix + name)
+        if response.status == 404 && response.errorCode == "NoSuchBucket" { throw noBucket() }
+        if response.status == 404 { return nil }
+        guard (200..<300).contains(response.status) else { throw client.failure(response, "GET", prefix + name) }
+        return response.body
+    }
+
+    /// Creates the small object `PREFIX/NAME` unless it exists (`If-None-Match: *`); false when it existed.
+    public func createObject(_ name: String, contents: [UInt8]) throws -> Bool {
+        let scratch = try PackSource.scratch(in: scratchDirectory, contents: contents)
+        defer { scratch.discard() }
+        let response = try client.perform("PUT", prefix + name, headers: ["If-None-Match: *", "Content-Type: application/json"],
+                                          upload: scratch)
+        if response.status == 404 && response.errorCode == "NoSuchBucket" { throw noBucket() }
+        if response.status == 412 { return false }
+        guard (200..<300).contains(response.status) else { throw client.failure(response, "PUT", prefix + name) }
+        return true
+    }
+
+    private func noBucket() -> StoreError {
+        StoreError(.notFound, "bucket \(bucket) does not exist at \(client.settings.endpoint): create it first (e.g. `aws s3 mb s3://\(bucket)`)",
+                   cause: .http(404))
+    }
+
     public func list() throws -> [StoredPack] {
         var out: [StoredPack] = []
         var token: String?

@@ -10,6 +10,39 @@ public enum PGValue: Sendable, Equatable {
     case bytes([UInt8])
     case bool(Bool)
     case null
+    /// A one-dimensional array of `elementType` (an element Oid: 20 int8, 25 text, 17 bytea, 16 bool); what
+    /// `unnest($1::bytea[], ...)` turns into rows, so one statement writes a whole batch.
+    indirect case array([PGValue], elementType: UInt32)
+
+    public static func ints(_ values: [Int64]) -> PGValue { .array(values.map { .int($0) }, elementType: 20) }
+    public static func optionalInts(_ values: [Int64?]) -> PGValue { .array(values.map { $0.map { .int($0) } ?? .null }, elementType: 20) }
+    public static func byteas(_ values: [[UInt8]]) -> PGValue { .array(values.map { .bytes($0) }, elementType: 17) }
+    public static func optionalByteas(_ values: [[UInt8]?]) -> PGValue { .array(values.map { $0.map { .bytes($0) } ?? .null }, elementType: 17) }
+    public static func texts(_ values: [String]) -> PGValue { .array(values.map { .text($0) }, elementType: 25) }
+
+    /// PostgreSQL's binary send format of this value and its type Oid (nil bytes: SQL NULL).
+    func encoded() -> (bytes: [UInt8]?, type: UInt32) {
+        func int32(_ v: Int32) -> [UInt8] { withUnsafeBytes(of: v.bigEndian) { Array($0) } }
+        switch self {
+        case .int(let v): return (withUnsafeBytes(of: v.bigEndian) { Array($0) }, 20)
+        case .text(let v): return (Array(v.utf8), 25)
+        case .bytes(let v): return (v, 17)
+        case .bool(let v): return ([v ? 1 : 0], 16)
+        case .null: return (nil, 0)
+        case .array(let elements, let elementType):
+            // ndim, has-nulls flag, element type; then size and lower bound of the one dimension; then each
+            // element as length (-1 for NULL) and bytes. An empty array has no dimension.
+            let arrayType: UInt32 = [20: 1016, 25: 1009, 17: 1001, 16: 1000][elementType] ?? 0
+            let parts = elements.map { $0.encoded().bytes }
+            var out = int32(elements.isEmpty ? 0 : 1) + int32(parts.contains { $0 == nil } ? 1 : 0) + int32(Int32(bitPattern: elementType))
+            if !elements.isEmpty { out += int32(Int32(elements.count)) + int32(1) }
+            for part in parts {
+                out += int32(part.map { Int32($0.count) } ?? -1)
+                out += part ?? []
+            }
+            return (out, arrayType)
+        }
+    }
 
     public var int: Int64? { if case .int(let v) = self { return v }; return nil }
     public var text: String? { if case .text(let v) = self { return v }; return nil }
@@ -24,6 +57,9 @@ public final class PostgresConnection {
     /// host:port/database as user, for messages: never the password.
     public let displayName: String
 
+    /// Whether the connection still works (false after the server went away: drop it and connect again).
+    public var isHealthy: Bool { PQstatus(handle) == CONNECTION_OK }
+
     public init(_ conninfo: String) throws {
         guard let connection = PQconnectdb(conninfo) else { throw CatalogError(.failure, "libpq could not allocate a connection") }
         let name = Self.name(connection)
@@ -33,6 +69,9 @@ public final class PostgresConnection {
             // A server that is down, restarting or unreachable may answer later: transient.
             throw CatalogError(.transient, "cannot connect to the catalog at \(name): \(message)", cause: "libpq")
         }
+        // Server notices ("relation already exists, skipping") are for a person at psql, not for assetfs's
+        // users: libpq would print them on stderr.
+        _ = PQsetNoticeProcessor(connection, { _, _ in }, nil)
         handle = connection
         displayName = name
     }
@@ -60,13 +99,9 @@ public final class PostgresConnection {
         var types: [Oid] = []
         var formats: [Int32] = []
         for value in parameters {
-            switch value {
-            case .int(let v): storage.append(withUnsafeBytes(of: v.bigEndian) { Array($0) }); types.append(20)
-            case .text(let v): storage.append(Array(v.utf8)); types.append(25)
-            case .bytes(let v): storage.append(v); types.append(17)
-            case .bool(let v): storage.append([v ? 1 : 0]); types.append(16)
-            case .null: storage.append([]); types.append(0)
-            }
+            let (bytes, type) = value.encoded()
+            storage.append(bytes ?? [])
+            types.append(type)
             formats.append(1)
         }
         let lengths = storage.map { Int32($0.count) }

@@ -305,19 +305,35 @@ final class ImportPipeline: @unchecked Sendable {
         var out = Flushed(head: pendingHead)
         var newFiles: [ContentHash: Int64] = [:]
         var newTrees: [ContentHash: Int64] = [:]
-        while out.head < pending.count {
-            switch pending[out.head] {
+        // Files ready to write, gathered until a tree needs their ids (or one is not ready): one insertFiles
+        // per run, so a server catalog writes a directory's files in a few statements.
+        var run: [(file: FileBuild, row: NewFile)] = []
+        func writeRun() throws {
+            guard !run.isEmpty else { return }
+            let ids = try w.insertFiles(run.map(\.row))
+            for (item, id) in zip(run, ids) {
+                out.files.append((item.file, item.row.hash, id))
+                newFiles[item.row.hash] = id
+            }
+            out.head += run.count
+            run.removeAll()
+        }
+        while out.head + run.count < pending.count {
+            switch pending[out.head + run.count] {
             case .file(let f):
                 // A file is enqueued when its last chunk is cut, possibly before that chunk's batch is processed.
                 // Its whole-file hash may still be with the file hasher, which can lag behind the pipeline.
                 let (offsets, hashes) = f.chunks()
                 let chunkHashes = hashes.compactMap { $0 }
-                if chunkHashes.count < hashes.count || chunkHashes.contains(where: unsealed.contains) { return out }
-                guard let fileHash = f.readyHash else { return out }
-                let id = try w.insertFile(hash: fileHash, size: f.size, chunks: Array(zip(offsets, chunkHashes)).map { ($0, $1) })
-                out.files.append((f, fileHash, id))
-                newFiles[fileHash] = id
+                guard chunkHashes.count == hashes.count, !chunkHashes.contains(where: unsealed.contains),
+                      let fileHash = f.readyHash else {
+                    try writeRun()
+                    return out
+                }
+                run.append((f, NewFile(hash: fileHash, size: f.size, chunks: Array(zip(offsets, chunkHashes)).map { ($0, $1) })))
+                if run.count >= 1000 { try writeRun() }
             case .tree(var t):
+                try writeRun()
                 for i in t.entries.indices {
                     if let h = t.fileHashes[i] { t.entries[i].fileID = newFiles[h] ?? fileIDs[h] }
                     if let h = t.subtreeHashes[i] { t.entries[i].subtreeID = newTrees[h] ?? treeIDs[h] }
@@ -325,9 +341,10 @@ final class ImportPipeline: @unchecked Sendable {
                 let id = try w.insertTree(hash: t.hash, entries: t.entries, fileCount: t.fileCount, totalSize: t.totalSize)
                 out.trees.append((t.hash, id))
                 newTrees[t.hash] = id
+                out.head += 1
             }
-            out.head += 1
         }
+        try writeRun()
         return out
     }
 

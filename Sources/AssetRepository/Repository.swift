@@ -16,6 +16,13 @@ public struct StoreConfig: Codable, Sendable {
     public var version: Int
     public var chunker: ChunkerParameters
     public var createdNs: Int64
+
+    public init(format: String, version: Int, chunker: ChunkerParameters, createdNs: Int64) {
+        self.format = format
+        self.version = version
+        self.chunker = chunker
+        self.createdNs = createdNs
+    }
 }
 
 /// An open store: its pack storage, its catalog, and the chunk reader, which every operation shares.
@@ -29,25 +36,27 @@ public final class Repository: Sendable {
     public let storage: PackStorage
     public let catalog: Catalog
     public let reader: ChunkReader
+    /// How long gc keeps a pack object that left the catalog (or was never recorded) before deleting it, unless
+    /// told otherwise. Set by the store's kind: 0 for a local store (one host, every writer excluded by
+    /// sessions), longer for a shared store (see SharedStore).
+    public let defaultGracePeriod: Double
 
     /// A store assembled from backends the caller built (`create` and `open` build the local ones); also how a
     /// test puts a decorator around a backend.
-    public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog, hostDirectory: String? = nil) {
+    /// `diskCache`: where chunks fetched from a remote pack store are kept on this host (nil for a local store).
+    public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog, hostDirectory: String? = nil,
+                diskCache: DiskChunkCache? = nil, defaultGracePeriod: Double = 0) {
         self.root = root
+        self.defaultGracePeriod = defaultGracePeriod
         self.hostDirectory = hostDirectory ?? root
         self.config = config
         self.storage = storage
         self.catalog = catalog
-        self.reader = ChunkReader(storage: storage)
+        self.reader = ChunkReader(storage: storage, diskCache: diskCache)
     }
 
-    /// Creates a new store in `root`, which must be missing or an empty directory.
-    /// Creates a store at `location` (see `StoreLocation`).
-    public static func create(_ location: StoreLocation, chunker: ChunkerParameters = .default) throws -> Repository {
-        guard case .local(let path) = location else { throw StoreBackends.unsupported(location) }
-        return try create(at: path, chunker: chunker)
-    }
-
+    /// Creates a new local store in `root`, which must be missing or an empty directory. (Stores of every kind:
+    /// `Stores.create` in AssetSharedStore.)
     public static func create(at root: String, chunker: ChunkerParameters = .default) throws -> Repository {
         if let problem = chunker.problem { throw RepositoryError(.usage, problem) }
         var st = stat()
@@ -70,7 +79,7 @@ public final class Repository: Sendable {
         try LocalPackStorage(root: root).createLayout()
         let config = StoreConfig(format: StoreConfig.formatName, version: 1, chunker: chunker, createdNs: Clock.nowNanoseconds())
         try createPrivateFile(root + "/" + catalogName)
-        let backends = try StoreBackends.open(.local(path: root))
+        let backends = try StoreBackends.local(root: root)
         // The marker is written last and atomically: a store without it is not yet a store.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -79,12 +88,7 @@ public final class Repository: Sendable {
                           hostDirectory: backends.hostDirectory)
     }
 
-    /// Opens the store at `location` (see `StoreLocation`).
-    public static func open(_ location: StoreLocation) throws -> Repository {
-        guard case .local(let path) = location else { throw StoreBackends.unsupported(location) }
-        return try open(at: path)
-    }
-
+    /// Opens the local store in `root`. (Stores of every kind: `Stores.open` in AssetSharedStore.)
     public static func open(at root: String) throws -> Repository {
         let configPath = root + "/" + configName
         guard let bytes = try? readWholeFile(configPath) else {
@@ -106,7 +110,7 @@ public final class Repository: Sendable {
         guard stat(catalogPath, &st) == 0, st.st_size > 0 else {
             throw RepositoryError(.corruption, "the catalog \(catalogPath) of store \(root) is missing or empty: restore it from a copy of the store; nothing was changed (the packs are intact)")
         }
-        let backends = try StoreBackends.open(.local(path: root))
+        let backends = try StoreBackends.local(root: root)
         return Repository(root: root, config: config, storage: backends.storage, catalog: backends.catalog,
                           hostDirectory: backends.hostDirectory)
     }

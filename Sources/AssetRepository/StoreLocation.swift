@@ -48,21 +48,13 @@ public enum StoreLocation: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Builds a store's backends from its location: the one place that knows which types serve which location.
-/// Retries, caches and metrics are decorators applied here, around backends that know none of them.
+/// The backends of a local store. Stores of every kind are opened by `Stores` (AssetSharedStore), which
+/// dispatches on the location; retries, caches and metrics are decorators applied there, around backends that
+/// know none of them.
 public enum StoreBackends {
-    /// Pack storage and catalog of an existing store, and the directory for host-local state (workspaces,
-    /// locks, logs): for a local store its own root.
-    public static func open(_ location: StoreLocation) throws -> (storage: PackStorage, catalog: Catalog, hostDirectory: String) {
-        switch location {
-        case .local(let root):
-            return (LocalPackStorage(root: root), try SQLiteCatalog(path: root + "/" + Repository.catalogName), root)
-        case .s3:
-            throw unsupported(location)
-        }
-    }
-
-    static func unsupported(_ location: StoreLocation) -> RepositoryError {
-        RepositoryError(.usage, "\(location): stores on S3-compatible object storage are not available in this version of assetfs; use a local directory for --store")
+    /// Pack storage and catalog of the local store in `root`, and the directory for host-local state
+    /// (workspaces, locks, logs): for a local store its own root.
+    public static func local(root: String) throws -> (storage: PackStorage, catalog: Catalog, hostDirectory: String) {
+        (LocalPackStorage(root: root), try SQLiteCatalog(path: root + "/" + Repository.catalogName), root)
     }
 }

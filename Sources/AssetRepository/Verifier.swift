@@ -54,11 +54,13 @@ public struct Verifier {
         var bad = Set<ContentHash>()
         let batchSize = 64
         var start = 0
+        // Verify proves the store, not this host's disk cache: every chunk is read from the pack storage.
+        let storeReader = ChunkReader(storage: repo.storage)
         while start < chunks.count {
             let slice = Array(chunks[start..<min(start + batchSize, chunks.count)])
             let outcomes = parallelMap(count: slice.count) { i -> String? in
                 do {
-                    _ = try repo.reader.read(slice[i])
+                    _ = try storeReader.read(slice[i])
                     return nil
                 } catch {
                     return "\(error)"

@@ -62,6 +62,32 @@ public struct PackSource: Sendable {
     }
 }
 
+extension PackSource {
+    /// A source holding `contents` in a new file of `directory`, for a small object written beside the packs
+    /// (a store's marker). The caller removes it with `discard()`.
+    public static func scratch(in directory: String, contents: [UInt8]) throws -> PackSource {
+        var template = Array("\(directory)/object-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if fd < 0 { throw StoreError.syscall("create", path: path, errno: errno) }
+        let descriptor = FileDescriptor(raw: fd, path: path)
+        do {
+            try contents.withUnsafeBytes { try descriptor.pwrite($0, at: 0) }
+        } catch {
+            descriptor.close()
+            unlink(path)
+            throw error
+        }
+        return PackSource(path: path, descriptor: descriptor, size: UInt64(contents.count))
+    }
+
+    /// Closes and deletes a `scratch` source.
+    public func discard() {
+        descriptor.close()
+        unlink(path)
+    }
+}
+
 /// Storage of immutable, content-named pack files. The local directory is the first backend; an S3-compatible
 /// object store is meant to be a second implementation of this protocol (`put` uploads, `read` becomes a ranged
 /// GET). Writers build packs in local scratch space (`PackWriter`); a backend only stores finished ones.

@@ -286,7 +286,7 @@ public final class AssetFileSystem: @unchecked Sendable {
     /// The store's disk as `df` should see it: writes into workspaces land there.
     public func usage() -> Usage {
         var st = statvfs()
-        guard statvfs(repo.root, &st) == 0 else { return Usage(blockSize: 4096, blocks: 0, freeBlocks: 0, availableBlocks: 0, files: 0, freeFiles: 0) }
+        guard statvfs(repo.hostDirectory, &st) == 0 else { return Usage(blockSize: 4096, blocks: 0, freeBlocks: 0, availableBlocks: 0, files: 0, freeFiles: 0) }
         return Usage(blockSize: UInt64(st.f_frsize), blocks: UInt64(st.f_blocks), freeBlocks: UInt64(st.f_bfree),
                      availableBlocks: UInt64(st.f_bavail), files: UInt64(st.f_files), freeFiles: UInt64(st.f_ffree))
     }

@@ -10,7 +10,7 @@ struct AssetFS: ParsableCommand {
         commandName: "assetfs",
         abstract: "Every version of every ML dataset and model as a plain, immutable path.",
         discussion: """
-            Store: --store PATH, else $ASSETFS_STORE, else \(StoreOptions.defaultPath).
+            Store: --store PATH or s3://BUCKET/PREFIX, else $ASSETFS_STORE, else \(StoreOptions.defaultPath).
             References: data (latest), data@v12, data@latest, data@prod (a tag), data@v12:path/inside.
             Exit status: 0 ok, 1 failure, 2 usage error.
 
@@ -43,7 +43,8 @@ struct AssetFS: ParsableCommand {
         } catch let error as CatalogError {
             fail(error.message, usage: false)
         } catch let error as StoreError {
-            fail(error.message, usage: false)
+            // A missing endpoint or credentials is a matter of how assetfs was called.
+            fail(error.message, usage: error.code == .invalidArgument)
         } catch let error as Ref.ParseError {
             fail(error.description, usage: true)
         } catch {

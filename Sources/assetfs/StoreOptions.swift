@@ -1,12 +1,25 @@
 import ArgumentParser
 import AssetCatalog
 import AssetRepository
+import AssetSharedStore
 import Foundation
 
 /// Options every store command shares.
 struct StoreOptions: ParsableArguments {
-    @Option(name: .long, help: "Store directory (default: $ASSETFS_STORE, else \(StoreOptions.defaultPath)).")
+    @Option(name: .long, help: "Store: a directory, or s3://BUCKET/PREFIX for a store shared by many hosts (default: $ASSETFS_STORE, else \(StoreOptions.defaultPath)).")
     var store: String?
+
+    @Option(name: .long, help: "Shared stores: the PostgreSQL catalog (libpq URL, no password: use ~/.pgpass or PGPASSWORD); needed by init, else read from the store.")
+    var catalog: String?
+
+    @Option(name: .customLong("s3-endpoint"), help: "Shared stores: the S3 endpoint URL (default: $AWS_ENDPOINT_URL).")
+    var s3Endpoint: String?
+
+    @Option(name: .customLong("disk-cache"), help: "Shared stores: this host's verified chunk cache on disk (default: $ASSETFS_DISK_CACHE, else /var/cache/assetfs for root, ~/.cache/assetfs for others).")
+    var diskCache: String?
+
+    @Option(name: .customLong("disk-cache-size"), help: "Shared stores: the disk cache's bound, e.g. 50G (default: 10G). Not --cache-size, which is a mount's memory.")
+    var diskCacheSize: String?
 
     @Flag(name: [.short, .long], help: "Print only errors.")
     var quiet = false
@@ -32,7 +45,33 @@ struct StoreOptions: ParsableArguments {
         }
     }
 
-    func open() throws -> Repository { try Repository.open(try location()) }
+    /// The store as an argument for a child process: an absolute directory or the URL.
+    var argument: String {
+        get throws { try location().description }
+    }
+
+    func sharedSettings() throws -> SharedStoreSettings {
+        var bytes: UInt64?
+        if let diskCacheSize {
+            guard let parsed = parseSize(diskCacheSize) else {
+                throw ValidationError("invalid --disk-cache-size '\(diskCacheSize)': use a number with K, M, G or T, e.g. 50G")
+            }
+            bytes = UInt64(parsed)
+        }
+        return SharedStoreSettings(catalog: catalog, s3Endpoint: s3Endpoint, diskCache: diskCache.map(absolute), diskCacheBytes: bytes)
+    }
+
+    func open() throws -> Repository { try Stores.open(try location(), settings: try sharedSettings()) }
+
+    /// The shared-store options as given, for a child process (the daemon) to open the same store the same way.
+    var sharedArguments: [String] {
+        var out: [String] = []
+        if let catalog { out += ["--catalog", catalog] }
+        if let s3Endpoint { out += ["--s3-endpoint", s3Endpoint] }
+        if let diskCache { out += ["--disk-cache", absolute(diskCache)] }
+        if let diskCacheSize { out += ["--disk-cache-size", diskCacheSize] }
+        return out
+    }
 
     /// Progress is drawn on stderr, so only when stderr is a terminal (git's rule) and --quiet is off.
     var showProgress: Bool { !quiet && isatty(2) == 1 }

@@ -17,10 +17,4 @@ struct StoreLocationTests {
             #expect(error?.kind == .usage, "\(bad)")
         }
     }
-
-    @Test("a store on object storage is refused with a message naming it, until that backend exists")
-    func s3NotYetAvailable() throws {
-        let error = #expect(throws: RepositoryError.self) { _ = try Repository.open(.s3(bucket: "team-data", prefix: "x")) }
-        #expect(error?.kind == .usage && error?.message.contains("s3://team-data/x") == true, "\(String(describing: error))")
-    }
 }

@@ -42,6 +42,8 @@ open class MountFixture: @unchecked Sendable {
         public var namesIssues = false
         /// When this environment variable is set, the directory is kept after a clean teardown.
         public var keepVariable: String?
+        /// A local store under the directory, or a shared one (S3 + PostgreSQL, see `SharedStoreHandle`).
+        public var backend: StoreBackend = .local
 
         public init(label: String, backstop: Double) {
             self.label = label
@@ -58,6 +60,8 @@ open class MountFixture: @unchecked Sendable {
     public let scratch: String
     /// The tmpfs holding the store, when `settings.tmpfsMB` asked for one.
     public let smallDisk: String?
+    /// The shared store's servers and environment, when `settings.backend` is `.shared`.
+    public let shared: SharedStoreHandle?
 
     private let lock = NSLock()
     // Protected by `lock`.
@@ -92,7 +96,6 @@ open class MountFixture: @unchecked Sendable {
             let disk = root + "/small"
             mkdir(disk, 0o755)
             smallDisk = disk
-            store = disk + "/store"
             if Glibc.mount("tmpfs", disk, "tmpfs", 0, "size=\(tmpfsMB)m,mode=0755") != 0 {
                 let e = errno
                 removeTree(root)
@@ -100,12 +103,24 @@ open class MountFixture: @unchecked Sendable {
             }
         } else {
             smallDisk = nil
-            store = root + "/store"
+        }
+        if settings.backend == .shared {
+            do {
+                let handle = try SharedStoreHandle(directory: root)
+                shared = handle
+                store = handle.url
+            } catch {
+                removeTree(root)
+                throw error
+            }
+        } else {
+            shared = nil
+            store = smallDisk.map { $0 + "/store" } ?? root + "/store"
         }
         _ = FuseControl.available  // mount fusectl before anything can hang
         watchdog = Watchdog(backstopSeconds: settings.backstop) { [weak self] _ in self?.abortConnection() }
         if settings.initStore {
-            let r = cli(["init"])
+            let r = cli(["init"] + (shared.map { ["--catalog", $0.catalog] } ?? []))
             guard r.succeeded else {
                 close()
                 throw TestFailure("assetfs init failed: \(r)")
@@ -150,6 +165,7 @@ open class MountFixture: @unchecked Sendable {
     /// `start` with raw-byte arguments (names that are not UTF-8).
     public func start(raw argv: [[UInt8]], environment: [String: String] = [:]) throws -> ChildProcess {
         var env = ["ASSETFS_STORE": store, "LC_ALL": "C"]
+        for (k, v) in shared?.environment ?? [:] { env[k] = v }
         for (k, v) in environment { env[k] = v }
         return try ChildProcess.spawn(raw: argv, scratch: scratch, environment: env)
     }
@@ -308,6 +324,8 @@ open class MountFixture: @unchecked Sendable {
                 _ = poll(seconds: 5) { processGone(pid) }
             }
         }
+
+        shared?.close()  // After the daemon: it may still have been talking to the servers.
 
         // Anything else mounted below the fixture (the tmpfs, or a mount a test made).
         for m in MountInfo.mounts(under: root) {

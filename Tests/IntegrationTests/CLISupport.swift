@@ -49,6 +49,7 @@ final class CLIProcess {
         var environment = ProcessInfo.processInfo.environment
         environment.removeValue(forKey: "ASSETFS_STORE")
         if let store { environment["ASSETFS_STORE"] = store }
+        for (k, v) in SharedStoreRegistry.environment(for: store) { environment[k] = v }
         for (k, v) in extra { environment[k] = v }
         process.environment = environment
         process.standardInput = FileHandle.nullDevice
@@ -93,6 +94,22 @@ func json(_ result: CLIResult, sourceLocation: SourceLocation = #_sourceLocation
     } catch {
         Issue.record("output is not JSON: \(result.stdout.prefix(500))", sourceLocation: sourceLocation)
         throw error
+    }
+}
+
+/// Runs `body` with a new store of `backend`, created with `init`: a local one in `dir/store`, or a shared one
+/// (S3 + PostgreSQL) whose servers are let go of afterwards, however `body` ends.
+func withStore(_ backend: StoreBackend, _ label: String, _ body: (_ dir: String, _ store: String) throws -> Void) throws {
+    try withTemporaryDirectory("\(label)-\(backend)") { dir in
+        switch backend {
+        case .local:
+            try body(dir, try initStore(dir))
+        case .shared:
+            let shared = try SharedStoreHandle(directory: dir)
+            defer { shared.close() }
+            try assetfsOK(["init", "--catalog", shared.catalog], store: shared.url)
+            try body(dir, shared.url)
+        }
     }
 }
 
@@ -150,9 +167,10 @@ func signatureDifferences(_ expected: [String: String], _ actual: [String: Strin
     return out
 }
 
-/// The pack files of a store with their sizes.
-func packFiles(_ store: String) -> [(path: String, size: Int)] {
-    regularFiles(under: store + "/packs").filter { $0.hasSuffix(".pack") }.map { path in
+/// The pack files of a store with their sizes (a shared store's pack objects, by their s3:// names).
+func packFiles(_ store: String) throws -> [(path: String, size: Int)] {
+    if store.hasPrefix("s3://") { return try SharedStoreObjects.packs(store) }
+    return regularFiles(under: store + "/packs").filter { $0.hasSuffix(".pack") }.map { path in
         var st = stat()
         _ = stat(path, &st)
         return (path, Int(st.st_size))

@@ -179,15 +179,24 @@ struct StoreURLTests {
             #expect(viaURL.stdout == viaPath.stdout)
 
             let cwd = FileManager.default.currentDirectoryPath
-            for url in ["s3://team-data/assets", "ftp://host/store"] {
-                for args in [["init", "--store", url], ["--store", url, "versions", "data"]] {
-                    let refused = try assetfs(args, store: nil)
-                    #expect(refused.status == 2 && refused.stderrLines.count == 1 && refused.stderr.contains(url.split(separator: "/").first!),
-                            "\(refused.describe(args))")
-                }
-                let scheme = String(url.prefix { $0 != "/" })
-                #expect(!FileManager.default.fileExists(atPath: cwd + "/" + scheme), "a directory named \(scheme) was created")
+            let url = "ftp://host/store"
+            for args in [["init", "--store", url], ["--store", url, "versions", "data"]] {
+                let refused = try assetfs(args, store: nil)
+                #expect(refused.status == 2 && refused.stderrLines.count == 1 && refused.stderr.contains("ftp:"), "\(refused.describe(args))")
             }
+            #expect(!FileManager.default.fileExists(atPath: cwd + "/ftp:"), "a directory named ftp: was created")
+
+            // An s3:// store without what it needs is a usage error that says what to add, and creates nothing.
+            let unset = ["AWS_ENDPOINT_URL": "", "AWS_ENDPOINT_URL_S3": "", "AWS_ACCESS_KEY_ID": "", "AWS_PROFILE": "",
+                         "AWS_CONFIG_FILE": dir + "/none", "AWS_SHARED_CREDENTIALS_FILE": dir + "/none"]
+            let s3 = "s3://team-data/assets"
+            for (args, hint) in [(["init", "--store", s3], "--catalog"), (["--store", s3, "versions", "data"], "AWS_ENDPOINT_URL"),
+                                 (["init", "--store", s3, "--catalog", "postgresql://me:hunter2@db/assets"], "~/.pgpass")] {
+                let refused = try assetfs(args, store: nil, environment: unset)
+                #expect(refused.status == 2 && refused.stderrLines.count == 1 && refused.stderr.contains(hint), "\(refused.describe(args))")
+                #expect(!refused.stderr.contains("hunter2"), "a password was printed")
+            }
+            #expect(!FileManager.default.fileExists(atPath: cwd + "/s3:"), "a directory named s3: was created")
         }
     }
 }

@@ -8,9 +8,9 @@ import Glibc
 
 @Suite("Bytes read through the mount")
 struct ByteTests {
-    @Test("every file equals its source; 200 random unaligned preads; sha256sum; xattrs")
-    func bytesAndXattrs() throws {
-        let f = try MountFixture("bytes")
+    @Test("every file equals its source; 200 random unaligned preads; sha256sum; xattrs", arguments: StoreBackend.allCases)
+    func bytesAndXattrs(backend: StoreBackend) throws {
+        let f = try MountFixture("bytes-\(backend)", backend: backend)
         defer { f.close() }
         let data = try StandardData.create(in: f)
         try f.mount()
@@ -188,9 +188,9 @@ struct ByteTests {
         try f.unmount()
     }
 
-    @Test("8 concurrent reader processes all get the right bytes")
-    func concurrentReaders() throws {
-        let f = try MountFixture("concurrent")
+    @Test("8 concurrent reader processes all get the right bytes", arguments: StoreBackend.allCases)
+    func concurrentReaders(backend: StoreBackend) throws {
+        let f = try MountFixture("concurrent-\(backend)", backend: backend)
         defer { f.close() }
         let data = try StandardData.create(in: f)
         try f.mount()

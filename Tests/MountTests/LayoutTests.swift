@@ -7,9 +7,9 @@ import Glibc
 
 @Suite("Mount layout: assets, versions, latest and tags")
 struct LayoutTests {
-    @Test("ls shows assets, versions, latest and tags; links resolve; new versions and tag moves show within 2 s")
-    func layoutAndLiveUpdates() throws {
-        let f = try MountFixture("layout")
+    @Test("ls shows assets, versions, latest and tags; links resolve; new versions and tag moves show within 2 s", arguments: StoreBackend.allCases)
+    func layoutAndLiveUpdates(backend: StoreBackend) throws {
+        let f = try MountFixture("layout-\(backend)", backend: backend)
         defer { f.close() }
         let data = try StandardData.create(in: f)
         try f.mount()

@@ -7,9 +7,9 @@ import Glibc
 
 @Suite("stat, du, df and inode numbers")
 struct StatTests {
-    @Test("stat matches the source: size, mode, mtime, blocks, directory link counts; du and df work")
-    func statTruthfulness() throws {
-        let f = try MountFixture("stat")
+    @Test("stat matches the source: size, mode, mtime, blocks, directory link counts; du and df work", arguments: StoreBackend.allCases)
+    func statTruthfulness(backend: StoreBackend) throws {
+        let f = try MountFixture("stat-\(backend)", backend: backend)
         defer { f.close() }
         let data = try StandardData.create(in: f)
         try f.mount()
@@ -72,9 +72,9 @@ struct StatTests {
         try f.unmount()
     }
 
-    @Test("inode numbers: shared by unchanged files across versions, distinct within a version, stable across remounts")
-    func inodes() throws {
-        let f = try MountFixture("inodes")
+    @Test("inode numbers: shared by unchanged files across versions, distinct within a version, stable across remounts", arguments: StoreBackend.allCases)
+    func inodes(backend: StoreBackend) throws {
+        let f = try MountFixture("inodes-\(backend)", backend: backend)
         defer { f.close() }
         let data = try StandardData.create(in: f)
         try f.mount()

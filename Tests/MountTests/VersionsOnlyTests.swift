@@ -7,9 +7,9 @@ import Glibc
 
 @Suite("Versions-only mount (-o ro)")
 struct VersionsOnlyTests {
-    @Test("-o ro: a read-only kernel mount without workspaces; files opened by the kernel alone read every byte right")
-    func readOnlyMount() throws {
-        let f = try MountFixture("versions-only")
+    @Test("-o ro: a read-only kernel mount without workspaces; files opened by the kernel alone read every byte right", arguments: StoreBackend.allCases)
+    func readOnlyMount(backend: StoreBackend) throws {
+        let f = try MountFixture("versions-only-\(backend)", backend: backend)
         defer { f.close() }
         let data = try StandardData.create(in: f)
         // A workspace exists in the store: a versions-only mount must not show it.

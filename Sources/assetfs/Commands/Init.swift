@@ -1,11 +1,15 @@
 import ArgumentParser
 import AssetRepository
+import AssetSharedStore
 import AssetStore
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create a store.",
-        discussion: "Example: assetfs init --store /srv/assets-store")
+        discussion: """
+            Examples: assetfs init --store /srv/assets-store
+                      assetfs init --store s3://team-assets/store --catalog postgresql://assetfs@db.internal:5432/assets
+            """)
 
     @OptionGroup var store: StoreOptions
     @Option(help: "Minimum chunk size in bytes (fixed for the life of the store).") var minChunk = ChunkerParameters.default.minSize
@@ -19,7 +23,8 @@ struct Init: ParsableCommand {
     }
 
     func run() throws {
-        let repo = try Repository.create(try store.location(), chunker: ChunkerParameters(minSize: minChunk, averageSize: avgChunk, maxSize: maxChunk))
+        let repo = try Stores.create(try store.location(), chunker: ChunkerParameters(minSize: minChunk, averageSize: avgChunk, maxSize: maxChunk),
+                                     settings: try store.sharedSettings())
         if !store.quiet { print("created store \(repo.root)") }
     }
 }

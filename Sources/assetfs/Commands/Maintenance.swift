@@ -73,18 +73,19 @@ struct Stats: ParsableCommand {
 struct GC: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "gc", abstract: "Reclaim the space of deleted versions and crashed imports.", discussion: "Example: assetfs gc")
     @OptionGroup var store: StoreOptions
-    @Option(help: "Keep packs that left the catalog (and unrecorded packs) this long before deleting them, e.g. 0, 90s, 10m, 1h (default 0).")
-    var gracePeriod = "0"
+    @Option(help: "Keep packs that left the catalog (and unrecorded packs) this long before deleting them, e.g. 0, 90s, 10m, 1h (default 0 for a local store, 15m for a shared one).")
+    var gracePeriod: String?
 
     func validate() throws {
-        guard parseDuration(gracePeriod) != nil else {
+        if let gracePeriod, parseDuration(gracePeriod) == nil {
             throw ValidationError("invalid --grace-period '\(gracePeriod)': use a number of seconds or one with s, m or h, e.g. 10m")
         }
     }
 
     func run() throws {
-        var gc = GarbageCollector(repo: try store.open())
-        gc.gracePeriod = parseDuration(gracePeriod) ?? 0
+        let repo = try store.open()
+        var gc = GarbageCollector(repo: repo)
+        gc.gracePeriod = gracePeriod.flatMap(parseDuration) ?? repo.defaultGracePeriod
         let quiet = store.quiet
         gc.waiting = { holders in
             if !quiet { printError("gc: waiting for \(holders.map(\.summary).joined(separator: ", ")) to finish") }

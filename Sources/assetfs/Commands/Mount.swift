@@ -25,7 +25,7 @@ struct Mount: ParsableCommand {
         without asking the daemon, so many small files read faster).
         """)
     var options: [String] = []
-    @Option(help: "Memory for decompressed chunks, e.g. 256M, 1G.") var cacheSize = "256M"
+    @Option(help: "Memory for decompressed chunks, e.g. 256M, 1G (shared stores also keep a disk cache: --disk-cache-size).") var cacheSize = "256M"
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Flag(help: .hidden) var syslog = false
 
@@ -94,8 +94,8 @@ struct Mount: ParsableCommand {
 
     /// The same command for the daemon child: foreground, with every option spelled out.
     func foregroundArguments(_ path: String) -> [String] {
-        var args = ["mount", path, "--foreground", "--syslog", "--store", absolute(store.path), "--cache-size", cacheSize,
-                    "--log-level", logLevel]
+        var args = ["mount", path, "--foreground", "--syslog", "--store", (try? store.argument) ?? absolute(store.path),
+                    "--cache-size", cacheSize, "--log-level", logLevel] + store.sharedArguments
         for o in options { args += ["-o", o] }
         return args
     }

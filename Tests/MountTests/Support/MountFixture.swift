@@ -3,8 +3,11 @@ import AssetTestSupport
 /// The mount tests use AssetTestSupport's `MountFixture` (directory `/tmp/assetfs-mount-NAME-XXXXXX`).
 extension MountFixture {
     /// `backstop`: the whole test's budget, after which the mount is cut.
-    convenience init(_ name: String, backstop: Double = 90) throws {
-        try self.init(name, settings: Settings(label: "mount", backstop: backstop))
+    /// `backend`: a local store, or a shared one (S3 + PostgreSQL).
+    convenience init(_ name: String, backstop: Double = 90, backend: StoreBackend = .local) throws {
+        var settings = Settings(label: "mount", backstop: backstop)
+        settings.backend = backend
+        try self.init(name, settings: settings)
     }
 
     /// `relative` below the mount point ("" is the mount point).
