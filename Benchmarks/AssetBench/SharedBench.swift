@@ -37,15 +37,17 @@ enum SharedBench {
         guard FileIO.exists(script) else { throw BenchError("run from the repository root (scripts/shared-servers.sh not found)") }
 
         for entry in MountTable.entries() where entry.mountpoint.hasPrefix(work + "/") { MountGuard.takeDown(entry.mountpoint, pid: 0) }
-        if FileIO.exists(work + "/servers") { _ = try? Spawn.run("/bin/bash", [script, "stop", work + "/servers"], runner: CommandRunner(logDirectory: "/tmp", environment: [:]), label: "assetfs-sharedbench-stop-old") }
+        if FileIO.exists(work + "/servers") {
+            _ = try? Spawn.run("/bin/bash", [script, "stop", work + "/servers"], runner: CommandRunner(logDirectory: "/tmp", environment: ProcessInfo.processInfo.environment), label: "assetfs-sharedbench-stop-old")
+        }
         try FileIO.removeIfPresent(work)
         for sub in ["logs", "cache", "mnt/a", "mnt/b", "mnt/local", "objects", "host-a", "host-b"] { try FileIO.makeDirectory(work + "/" + sub) }
         MountGuard.shared.setSweepPrefix(work + "/mnt/")
 
         // Servers, and the environment every command of the run gets (AWS's and restic's variables).
         let bootstrap = CommandRunner(logDirectory: work + "/logs", environment: ProcessInfo.processInfo.environment)
-        let started = try bootstrap.run("/bin/bash", [script, "start", work + "/servers"], label: "servers-start")
-        defer { _ = try? bootstrap.run("/bin/bash", [script, "stop", work + "/servers"], label: "servers-stop") }
+        let started = try Spawn.run(runner: bootstrap, "/bin/bash", [script, "start", work + "/servers"], label: "servers-start")
+        defer { _ = try? Spawn.run(runner: bootstrap, "/bin/bash", [script, "stop", work + "/servers"], label: "servers-stop") }
         var env = peerEnvironment(work: work)
         for line in started.output.split(separator: "\n") where line.hasPrefix("export ") {
             let pair = line.dropFirst("export ".count).split(separator: "=", maxSplits: 1).map(String.init)
@@ -71,15 +73,15 @@ enum SharedBench {
         }
         let bytes = files.reduce(0) { $0 + $1.size }
         progress("v1: \(files.count) files, \(megabytes(bytes)) MB")
-        try hostA.run(assetfs, ["init", "--store", shared, "--catalog", catalog], label: "shared-init")
-        try hostA.run(assetfs, ["init", "--store", local], label: "local-init")
+        try Spawn.run(runner: hostA, assetfs, ["init", "--store", shared, "--catalog", catalog], label: "shared-init")
+        try Spawn.run(runner: hostA, assetfs, ["init", "--store", local], label: "local-init")
         try ReadMeasure.dropCaches()
-        let sharedImport = try hostA.run(assetfs, ["import", "bench", src, "-m", "v1", "--store", shared], label: "shared-import").seconds
+        let sharedImport = try Spawn.run(runner: hostA, assetfs, ["import", "bench", src, "-m", "v1", "--store", shared], label: "shared-import").seconds
         try ReadMeasure.dropCaches()
-        let localImport = try hostA.run(assetfs, ["import", "bench", src, "-m", "v1", "--store", local], label: "local-import").seconds
-        try hostA.run(restic, ["init", "--repo", "s3:\(endpoint)/assets/restic"], label: "restic-init")
+        let localImport = try Spawn.run(runner: hostA, assetfs, ["import", "bench", src, "-m", "v1", "--store", local], label: "local-import").seconds
+        try Spawn.run(runner: hostA, restic, ["init", "--repo", "s3:\(endpoint)/assets/restic"], label: "restic-init")
         try ReadMeasure.dropCaches()
-        let resticImport = try hostA.run(restic, ["backup", "--repo", "s3:\(endpoint)/assets/restic", src], label: "restic-backup").seconds
+        let resticImport = try Spawn.run(runner: hostA, restic, ["backup", "--repo", "s3:\(endpoint)/assets/restic", src], label: "restic-backup").seconds
         progress("import: shared \(fixed(sharedImport, 2)) s, local \(fixed(localImport, 2)) s, restic to S3 \(fixed(resticImport, 2)) s")
 
         // 2. Plain objects: the same files uploaded as they are, then fetched with one parallel curl.
@@ -93,9 +95,9 @@ enum SharedBench {
             "\(endpoint)/assets/plain/" + f.relative.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed)!
         }
         let uploads = try curlConfig("upload") { "upload-file = \"\(src)/\($0.relative)\"\nurl = \"\(objectURL($0))\"" }
-        try hostA.run(curl, ["-sSf", "--parallel", "--parallel-max", "8", "-K", uploads] + sign, label: "plain-upload")
+        try Spawn.run(runner: hostA, curl, ["-sSf", "--parallel", "--parallel-max", "8", "-K", uploads] + sign, label: "plain-upload")
         let downloads = try curlConfig("download") { "url = \"\(objectURL($0))\"\noutput = \"/dev/null\"" }
-        let plainFetch = try hostA.run(curl, ["-sSf", "--parallel", "--parallel-max", "8", "-K", downloads] + sign, label: "plain-fetch").seconds
+        let plainFetch = try Spawn.run(runner: hostA, curl, ["-sSf", "--parallel", "--parallel-max", "8", "-K", downloads] + sign, label: "plain-fetch").seconds
 
         // 3. Reads through mounts (version 1 at MNT/bench/v1).
         let mountA = SharedMount(binary: assetfs, store: shared, mountpoint: work + "/mnt/a", runner: hostA)
@@ -128,7 +130,7 @@ enum SharedBench {
         defer { try? mountB.stop() }
         try FileIO.makeDirectory(work + "/small")
         try FileIO.writeWhole(work + "/small/note.txt", Array("v2\n".utf8))
-        _ = try hostA.run(assetfs, ["import", "bench", work + "/small", "-m", "v2", "--store", shared], label: "visibility-import")
+        _ = try Spawn.run(runner: hostA, assetfs, ["import", "bench", work + "/small", "-m", "v2", "--store", shared], label: "visibility-import")
         let (_, visible) = try timed {
             let deadline = Date().addingTimeInterval(30)
             while !FileIO.exists(work + "/mnt/b/bench/v2/note.txt") {
@@ -174,13 +176,22 @@ final class SharedMount {
 
     func start() throws {
         try MountGuard.shared.add(mountpoint)
-        let result = try runner.run(binary, ["mount", mountpoint, "--background", "--store", store], label: "mount-\(UUID().uuidString.prefix(8))")
+        let result = try Spawn.run(runner: runner, binary, ["mount", mountpoint, "--background", "--store", store], label: "mount-\(UUID().uuidString.prefix(8))")
         pid = AssetfsMountTarget.pid(in: result.output)
         MountGuard.shared.record(mountpoint, pid: pid ?? 0)
     }
 
     func stop() throws {
         defer { MountGuard.takeDown(mountpoint, pid: pid ?? 0); MountGuard.shared.remove(mountpoint); pid = nil }
-        try runner.run(binary, ["umount", mountpoint], label: "umount-\(UUID().uuidString.prefix(8))")
+        try Spawn.run(runner: runner, binary, ["umount", mountpoint], label: "umount-\(UUID().uuidString.prefix(8))")
+    }
+}
+
+extension Spawn {
+    /// `run` with the runner first: the shared benchmark starts daemons (pg_ctl, weed), whose exit Foundation's
+    /// Process sometimes never reaps; posix_spawn and waitpid do.
+    @discardableResult
+    static func run(runner: CommandRunner, _ executable: String, _ arguments: [String], label: String) throws -> (seconds: Double, output: String) {
+        try run(executable, arguments, runner: runner, label: label)
     }
 }

@@ -15,8 +15,10 @@ public struct S3Settings: Sendable {
     public var sessionToken: String?
     /// Bucket in the path (`ENDPOINT/BUCKET/KEY`) rather than in the host name; what self-hosted servers need.
     public var pathStyle: Bool
-    /// Bound on one request (a retry decorator bounds the whole call).
+    /// Bound on one read, HEAD, LIST or DELETE request (a retry decorator bounds the whole call).
     public var requestTimeout: Double = 60
+    /// Bound on one upload: a 32 MiB pack over a slow link takes minutes.
+    public var uploadTimeout: Double = 600
     public var connectTimeout: Double = 5
 
     public init(endpoint: String, region: String = "us-east-1", accessKey: String, secretKey: String,
@@ -151,7 +153,8 @@ final class S3Client: @unchecked Sendable {
         _ = assetfs_curl_set_headers(handle, list)
         _ = assetfs_curl_set_long(handle, CURLOPT_NOSIGNAL, 1)
         _ = assetfs_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(settings.connectTimeout * 1000))
-        _ = assetfs_curl_set_long(handle, CURLOPT_TIMEOUT_MS, Int(settings.requestTimeout * 1000))
+        let timeout = method == "PUT" ? settings.uploadTimeout : settings.requestTimeout
+        _ = assetfs_curl_set_long(handle, CURLOPT_TIMEOUT_MS, Int(timeout * 1000))
         _ = assetfs_curl_set_write(handle, { buffer, size, count, context in
             let box = Unmanaged<TransferContext>.fromOpaque(context!).takeUnretainedValue()
             return box.received(UnsafeRawBufferPointer(start: buffer, count: size * count))

@@ -64,7 +64,7 @@ public final class PostgresConnection {
         guard let connection = PQconnectdb(conninfo) else { throw CatalogError(.failure, "libpq could not allocate a connection") }
         let name = Self.name(connection)
         guard PQstatus(connection) == CONNECTION_OK else {
-            let message = String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines)
+            let message = Self.oneLine(String(cString: PQerrorMessage(connection)))
             PQfinish(connection)
             // A server that is down, restarting or unreachable may answer later: transient.
             throw CatalogError(.transient, "cannot connect to the catalog at \(name): \(message)", cause: "libpq")
@@ -77,6 +77,13 @@ public final class PostgresConnection {
     }
 
     deinit { PQfinish(handle) }
+
+    /// libpq's messages span lines ("...failed: Connection refused\n\tIs the server running...?"); a command
+    /// prints one line per error.
+    static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .joined(separator: " ")
+    }
 
     private static func name(_ connection: OpaquePointer) -> String {
         func field(_ value: UnsafeMutablePointer<CChar>?) -> String { value.map { String(cString: $0) } ?? "" }
@@ -162,12 +169,15 @@ public final class PostgresConnection {
     private func error(_ result: OpaquePointer) -> CatalogError {
         let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) } ?? ""
         let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) }
-            ?? String(cString: PQresultErrorMessage(result)).trimmingCharacters(in: .whitespacesAndNewlines)
-        return CatalogError(Self.code(sqlState: state), "catalog \(displayName): \(message)", cause: "SQLSTATE \(state)")
+            ?? Self.oneLine(String(cString: PQresultErrorMessage(result)))
+        // A connection that broke (server shut down or restarted, network lost) reports a fatal error with no
+        // SQLSTATE: that is transient, for a new connection to try again.
+        let code = isHealthy ? Self.code(sqlState: state) : .transient
+        return CatalogError(code, "catalog \(displayName): \(message)", cause: state.isEmpty ? "libpq" : "SQLSTATE \(state)")
     }
 
     private func connectionLost(_ what: String) -> CatalogError {
-        let message = String(cString: PQerrorMessage(handle)).trimmingCharacters(in: .whitespacesAndNewlines)
+        let message = Self.oneLine(String(cString: PQerrorMessage(handle)))
         return CatalogError(.transient, "catalog \(displayName): connection lost while \(what): \(message)", cause: "libpq")
     }
 

@@ -16,6 +16,9 @@ public struct SharedStoreSettings: Sendable {
     public var diskCache: String?
     /// `--disk-cache-size`.
     public var diskCacheBytes: UInt64?
+    /// `--io-timeout`: how long a read of the object store may take, retries included, before it fails (a
+    /// mount then answers EIO). Each try gets half, and no retry starts after the other half.
+    public var ioTimeout: Double = 30
     public var environment: [String: String]
 
     public static let defaultDiskCacheBytes: UInt64 = 10 << 30
@@ -163,13 +166,17 @@ enum SharedStore {
                                    hostDirectory: String, settings: SharedStoreSettings) throws -> Repository {
         let cache = try DiskChunkCache(directory: settings.diskCacheDirectory(),
                                        capacity: settings.diskCacheBytes ?? SharedStoreSettings.defaultDiskCacheBytes)
-        return Repository(root: url, config: marker.config, storage: RetryingPackStorage(storage), catalog: catalog,
+        var retry = RetryPolicy()
+        retry.totalTime = settings.ioTimeout / 2
+        return Repository(root: url, config: marker.config, storage: RetryingPackStorage(storage, policy: retry), catalog: catalog,
                           hostDirectory: hostDirectory, diskCache: cache, defaultGracePeriod: gracePeriod)
     }
 
     private static func objectStorage(bucket: String, prefix: String, settings: SharedStoreSettings,
                                       hostDirectory: String?) throws -> S3PackStorage {
-        let s3 = try S3Settings.resolve(settings.environment, endpoint: settings.s3Endpoint)
+        var s3 = try S3Settings.resolve(settings.environment, endpoint: settings.s3Endpoint)
+        s3.requestTimeout = settings.ioTimeout / 2
+        s3.connectTimeout = min(s3.connectTimeout, settings.ioTimeout / 4)
         return S3PackStorage(settings: s3, bucket: bucket, prefix: prefix,
                              scratchDirectory: hostDirectory.map { $0 + "/scratch" } ?? NSTemporaryDirectory())
     }

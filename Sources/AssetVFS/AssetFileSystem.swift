@@ -13,7 +13,8 @@ import Glibc
 /// re-read on every call so new versions and tag moves appear without remounting.
 public final class AssetFileSystem: @unchecked Sendable {
     public let repo: Repository
-    let catalog: Catalog
+    /// The catalog as the mount asks it: immutable answers remembered, the last answers served while it is down.
+    let catalog: ServingCatalog
     let nodes = NodeTable()
     public let cache: ChunkCache
     let logger: Logger
@@ -35,7 +36,7 @@ public final class AssetFileSystem: @unchecked Sendable {
 
     public init(repo: Repository, cacheBytes: Int, logger: Logger, versionsOnly: Bool = false) {
         self.repo = repo
-        self.catalog = repo.catalog
+        self.catalog = ServingCatalog(repo.catalog, logger: logger)
         self.cache = ChunkCache(capacity: cacheBytes)
         self.logger = logger
         self.versionsOnly = versionsOnly

@@ -18,6 +18,9 @@ struct StoreOptions: ParsableArguments {
     @Option(name: .customLong("disk-cache"), help: "Shared stores: this host's verified chunk cache on disk (default: $ASSETFS_DISK_CACHE, else /var/cache/assetfs for root, ~/.cache/assetfs for others).")
     var diskCache: String?
 
+    @Option(name: .customLong("io-timeout"), help: "Shared stores: seconds a read of the object store may take, retries included, before it fails (a mount answers EIO) (default: 30).")
+    var ioTimeout: Double?
+
     @Option(name: .customLong("disk-cache-size"), help: "Shared stores: the disk cache's bound, e.g. 50G (default: 10G). Not --cache-size, which is a mount's memory.")
     var diskCacheSize: String?
 
@@ -58,7 +61,12 @@ struct StoreOptions: ParsableArguments {
             }
             bytes = UInt64(parsed)
         }
-        return SharedStoreSettings(catalog: catalog, s3Endpoint: s3Endpoint, diskCache: diskCache.map(absolute), diskCacheBytes: bytes)
+        var settings = SharedStoreSettings(catalog: catalog, s3Endpoint: s3Endpoint, diskCache: diskCache.map(absolute), diskCacheBytes: bytes)
+        if let ioTimeout {
+            guard ioTimeout >= 1 && ioTimeout <= 3600 else { throw ValidationError("invalid --io-timeout \(ioTimeout): give 1 to 3600 seconds") }
+            settings.ioTimeout = ioTimeout
+        }
+        return settings
     }
 
     func open() throws -> Repository { try Stores.open(try location(), settings: try sharedSettings()) }
@@ -70,6 +78,7 @@ struct StoreOptions: ParsableArguments {
         if let s3Endpoint { out += ["--s3-endpoint", s3Endpoint] }
         if let diskCache { out += ["--disk-cache", absolute(diskCache)] }
         if let diskCacheSize { out += ["--disk-cache-size", diskCacheSize] }
+        if let ioTimeout { out += ["--io-timeout", "\(ioTimeout)"] }
         return out
     }
 

@@ -44,6 +44,8 @@ open class MountFixture: @unchecked Sendable {
         public var keepVariable: String?
         /// A local store under the directory, or a shared one (S3 + PostgreSQL, see `SharedStoreHandle`).
         public var backend: StoreBackend = .local
+        /// With `.shared`: servers of this test alone, which it may stop and pause.
+        public var dedicatedServers = false
 
         public init(label: String, backstop: Double) {
             self.label = label
@@ -106,7 +108,7 @@ open class MountFixture: @unchecked Sendable {
         }
         if settings.backend == .shared {
             do {
-                let handle = try SharedStoreHandle(directory: root)
+                let handle = try SharedStoreHandle(directory: root, dedicated: settings.dedicatedServers)
                 shared = handle
                 store = handle.url
             } catch {

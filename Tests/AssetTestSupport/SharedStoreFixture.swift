@@ -49,6 +49,16 @@ public final class SharedServers: @unchecked Sendable {
         }
     }
 
+    /// A pair of servers for one test alone (a test that stops or pauses them must not disturb others);
+    /// stop it with `stopDedicated`.
+    public static func dedicated() throws -> SharedServers { try SharedServers() }
+
+    public func stopDedicated() {
+        s3.stop()
+        postgres.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     public static func release() {
         let last: SharedServers? = lock.withLock {
             users -= 1
@@ -92,18 +102,22 @@ public final class SharedStoreHandle: @unchecked Sendable {
     public let url: String
     public let catalog: String
     public let environment: [String: String]
+    /// Servers of this store alone (`dedicated`), stopped by `close`.
+    private let ownsServers: Bool
     private let closed = NSLock()
     private var isClosed = false  // Protected by `closed`.
 
     /// `directory`: the test's own scratch directory (holds the host directory and the disk cache).
-    public init(directory: String, host: String = "host") throws {
-        servers = try SharedServers.acquire()
+    /// `dedicated`: servers of its own, which the test may stop, pause and restart.
+    public init(directory: String, host: String = "host", dedicated: Bool = false) throws {
+        servers = dedicated ? try SharedServers.dedicated() : try SharedServers.acquire()
+        ownsServers = dedicated
         do {
             let name = servers.uniqueName()
             url = "s3://\(servers.s3.bucket)/\(name)"
             catalog = try servers.newDatabase(name)
         } catch {
-            SharedServers.release()
+            if dedicated { servers.stopDedicated() } else { SharedServers.release() }
             throw error
         }
         environment = servers.s3Environment.merging(Self.hostEnvironment(directory, host: host)) { $1 }
@@ -119,7 +133,7 @@ public final class SharedStoreHandle: @unchecked Sendable {
         let first = closed.withLock { () -> Bool in defer { isClosed = true }; return !isClosed }
         guard first else { return }
         SharedStoreRegistry.unregister(url)
-        SharedServers.release()
+        if ownsServers { servers.stopDedicated() } else { SharedServers.release() }
     }
 
     deinit { close() }

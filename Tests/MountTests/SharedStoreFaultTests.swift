@@ -1,0 +1,183 @@
+import AssetTestSupport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A whole file read with O_DIRECT, so the daemon answers (not the kernel's page cache).
+private func directRead(_ path: String, size: Int) throws -> [UInt8] {
+    let fd = try openRead(path, extraFlags: O_DIRECT_FLAG)
+    defer { close(fd) }
+    let count = max(4096, (size + 4095) / 4096 * 4096)
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 4096)
+    defer { buffer.deallocate() }
+    return try preadFully(fd, offset: 0, count: count, buffer: buffer, path: path)
+}
+
+/// A shared store whose servers this test alone uses, so it may stop and pause them.
+private func faultFixture(_ name: String) throws -> MountFixture {
+    var settings = MountFixture.Settings(label: "mount", backstop: 150)
+    settings.backend = .shared
+    settings.dedicatedServers = true
+    return try MountFixture(name, settings: settings)
+}
+
+@Suite("Shared store faults: the object store or the catalog down, a damaged disk cache")
+struct SharedStoreFaultTests {
+    @Test("PostgreSQL stopped: the mount keeps serving what it has seen, the CLI fails with one line naming the catalog; both recover when it returns")
+    func catalogDown() throws {
+        let f = try faultFixture("catalog-down")
+        defer { f.close() }
+        let data = try StandardData.create(in: f)
+        try f.mount()
+        try f.io("read v2 while the catalog is up") { () throws in
+            #expect(Set(try listDirectory(f.path("data"))).isSuperset(of: ["v1", "v2", "latest", "first"]))
+            for (rel, file) in data.v2.files {
+                #expect(sameBytes(try readAll(f.path("data/v2/" + rel)), file.bytes), "data/v2/\(rel)")
+            }
+        }
+        let servers = try #require(f.shared).servers
+        servers.postgres.stop()
+
+        try f.io("read v2 while the catalog is down", seconds: 60) { () throws in
+            #expect(Set(try listDirectory(f.path("data"))).isSuperset(of: ["v1", "v2", "latest", "first"]))
+            #expect(try readLink(f.path("data/latest")) == "v2")
+            for (rel, file) in data.v2.files {
+                #expect(sameBytes(try directRead(f.path("data/v2/" + rel), size: file.bytes.count).prefix(file.bytes.count), file.bytes),
+                        "data/v2/\(rel) with the catalog down")
+            }
+        }
+        let cli = f.cli(["versions", "data"])
+        #expect(cli.exitCode == 1, "\(cli)")
+        #expect(cli.errLines.count == 1 && cli.err.contains("127.0.0.1:\(servers.postgres.port)"), "one line naming the catalog: \(cli)")
+
+        try servers.postgres.restart()
+        try writeSourceFile(f.src, "after-outage.txt", Array("back\n".utf8), mtime: 1_700_002_000)
+        let v3 = try f.importVersion("data", message: "after the outage")
+        let appeared = try f.io("waiting for v3") {
+            try poll(seconds: 10) { try listDirectory(f.path("data")).contains("v\(v3)") }
+        }
+        #expect(appeared != nil, "the mount did not show v\(v3) after the catalog came back")
+    }
+
+    @Test("S3 hung mid-read: a read that misses the disk cache answers EIO within --io-timeout, cached files still read, and reads recover without a remount")
+    func objectStoreDown() throws {
+        let f = try faultFixture("s3-down")
+        defer { f.close() }
+        let data = try StandardData.create(in: f)
+        try f.mount(options: [])  // the default timeout is 30 s; this test remounts with 4 s below
+        try f.unmount()
+        let r = f.cli(["mount", f.mnt, "--background", "--io-timeout", "4"], timeout: 45)
+        #expect(r.succeeded, "\(r)")
+        let big = try #require(data.v1.files["big.bin"]), other = try #require(data.v1.files["other.bin"])
+        try f.io("read big.bin while S3 answers") { () throws in
+            #expect(sameBytes(try directRead(f.path("data/v1/big.bin"), size: big.bytes.count).prefix(big.bytes.count), big.bytes))
+        }
+        let servers = try #require(f.shared).servers
+        try servers.s3.pause()
+        defer { servers.s3.resume() }
+
+        let started = Date()
+        var failure: Int32 = 0
+        f.io("read other.bin while S3 hangs", seconds: 40) {
+            do {
+                _ = try directRead(f.path("data/v1/other.bin"), size: other.bytes.count)
+            } catch let error as SysError {
+                failure = error.code
+            } catch {}
+        }
+        let waited = Date().timeIntervalSince(started)
+        #expect(failure == EIO, "a read that needs the hung server must fail with EIO (got errno \(failure))")
+        #expect(waited < 12, "EIO came after \(waited) s; --io-timeout is 4 s")
+        try f.io("cached big.bin while S3 hangs") { () throws in
+            #expect(sameBytes(try directRead(f.path("data/v1/big.bin"), size: big.bytes.count).prefix(big.bytes.count), big.bytes))
+        }
+
+        servers.s3.resume()
+        let recovered = try f.io("other.bin after S3 returns", seconds: 30) {
+            try poll(seconds: 20) {
+                (try? directRead(f.path("data/v1/other.bin"), size: other.bytes.count)).map { sameBytes($0.prefix(other.bytes.count), other.bytes) } ?? false
+            }
+        }
+        #expect(recovered != nil, "reads did not recover after the server resumed")
+    }
+
+    @Test("the disk cache damaged or deleted while mounted: chunks are fetched again and verified, never served wrong")
+    func damagedDiskCache() throws {
+        var settings = MountFixture.Settings(label: "mount", backstop: 120)
+        settings.backend = .shared
+        let f = try MountFixture("disk-cache", settings: settings)
+        defer { f.close() }
+        let data = try StandardData.create(in: f)
+        let cache = try #require(f.shared?.environment["ASSETFS_DISK_CACHE"])
+        try f.mount()
+        let big = try #require(data.v1.files["big.bin"])
+        try f.io("first read") { () throws in
+            #expect(sameBytes(try readAll(f.path("data/v1/big.bin")), big.bytes))
+        }
+        let entries = regularFiles(under: cache).filter { !$0.contains("/tmp-") }
+        #expect(!entries.isEmpty, "the read left nothing in the disk cache \(cache)")
+        // A new daemon (empty memory cache) over a disk cache whose every entry has one byte flipped.
+        try f.unmount()
+        var damaged: [String: [UInt8]] = [:]
+        for path in entries {
+            var bytes = try readAll(path)
+            bytes[bytes.count / 2] ^= 0x5A
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            damaged[path] = bytes
+        }
+        try f.mount()
+        try f.io("read over a damaged cache") { () throws in
+            #expect(sameBytes(try directRead(f.path("data/v1/big.bin"), size: big.bytes.count).prefix(big.bytes.count), big.bytes))
+        }
+        for (path, bytes) in damaged {
+            let now = FileManager.default.contents(atPath: path).map { [UInt8]($0) }
+            #expect(now != bytes, "the damaged cache entry \(path) is still there: it was not detected and replaced")
+        }
+        let verify = f.cli(["verify"])
+        #expect(verify.succeeded, "the store itself is intact: \(verify)")
+
+        // The whole cache directory removed under the running mount: reads fetch from the store.
+        try FileManager.default.removeItem(atPath: cache)
+        try f.io("read with the cache gone") { () throws in
+            let other = try #require(data.v1.files["other.bin"])
+            #expect(sameBytes(try directRead(f.path("data/v1/other.bin"), size: other.bytes.count).prefix(other.bytes.count), other.bytes))
+        }
+    }
+
+    @Test("an import killed with SIGKILL mid-upload leaves no version; its pack objects wait out gc's grace period, then go")
+    func killedImport() throws {
+        try withTemporaryDirectory("killed-import") { dir in
+            let shared = try SharedStoreHandle(directory: dir)
+            defer { shared.close() }
+            let initResult = try runForOutputAndStatus([Paths.assetfs, "init", "--store", shared.url, "--catalog", shared.catalog], environment: shared.environment)
+            #expect(initResult == 0)
+            // 160 MB of incompressible data: several 32 MiB packs, uploaded one after another.
+            for i in 0..<5 { try writeSourceFile(dir + "/src", "part\(i).bin", randomBytes(32_000_000, seed: UInt64(70 + i)), mtime: 1_700_000_000) }
+            let child = try ChildProcess.spawn([Paths.assetfs, "import", "data", dir + "/src", "--store", shared.url], scratch: dir,
+                                               environment: shared.environment)
+            let uploaded = poll(seconds: 60) { ((try? SharedStoreObjects.packs(shared.url)) ?? []).count >= 1 }
+            child.signal(SIGKILL)
+            _ = child.wait(timeout: 10)
+            #expect(uploaded != nil, "no pack was uploaded within 60 s")
+            let orphans = try SharedStoreObjects.packs(shared.url)
+            #expect(!orphans.isEmpty)
+
+            let versions = try runForOutputAndStatus([Paths.assetfs, "versions", "data", "--store", shared.url], environment: shared.environment)
+            #expect(versions != 0, "a killed import must leave no asset or version")
+            // The default grace period (15 min on a shared store) keeps the young orphans; none is deleted.
+            #expect(try runForOutputAndStatus([Paths.assetfs, "gc", "--store", shared.url], environment: shared.environment) == 0)
+            #expect(Set(try SharedStoreObjects.packs(shared.url).map(\.path)).isSuperset(of: orphans.map(\.path)))
+            // Past the grace period (here: none), gc deletes them.
+            #expect(try runForOutputAndStatus([Paths.assetfs, "gc", "--grace-period", "0", "--store", shared.url], environment: shared.environment) == 0)
+            #expect(try SharedStoreObjects.packs(shared.url).isEmpty, "orphan pack objects left after gc --grace-period 0")
+        }
+    }
+}
+
+/// Runs a command to completion with `environment` added; its exit status (-1 when it was killed).
+private func runForOutputAndStatus(_ argv: [String], environment: [String: String]) throws -> Int32 {
+    let child = try ChildProcess.spawn(argv, scratch: NSTemporaryDirectory(), environment: environment)
+    return child.wait(timeout: 120).exitCode ?? -1
+}
