@@ -84,44 +84,56 @@ enum SharedBench {
         let resticImport = try Spawn.run(runner: hostA, restic, ["backup", "--repo", "s3:\(endpoint)/assets/restic", src], label: "restic-backup").seconds
         progress("import: shared \(fixed(sharedImport, 2)) s, local \(fixed(localImport, 2)) s, restic to S3 \(fixed(resticImport, 2)) s")
 
-        // 2. Plain objects: the same files uploaded as they are, then fetched with one parallel curl.
+        // 2. Plain objects: the same files uploaded as they are, then fetched with curl, 8 at a time and one at a
+        // time (the mount's reader here is one thread reading file after file).
+        let large = files.filter { $0.size >= 1 << 20 }, small = files.filter { $0.size < 1 << 20 }
         let sign = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(key):\(secret)", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
-        func curlConfig(_ name: String, _ line: (TreeFile) -> String) throws -> String {
-            let path = "\(work)/objects/\(name).curl"
-            try FileIO.writeWhole(path, Array(files.map(line).joined(separator: "\n").utf8))
-            return path
-        }
         func objectURL(_ f: TreeFile) -> String {
             "\(endpoint)/assets/plain/" + f.relative.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed)!
         }
-        let uploads = try curlConfig("upload") { "upload-file = \"\(src)/\($0.relative)\"\nurl = \"\(objectURL($0))\"" }
+        func curlConfig(_ name: String, _ subset: [TreeFile], _ line: (TreeFile) -> String) throws -> String {
+            let path = "\(work)/objects/\(name).curl"
+            try FileIO.writeWhole(path, Array(subset.map(line).joined(separator: "\n").utf8))
+            return path
+        }
+        let uploads = try curlConfig("upload", files) { "upload-file = \"\(src)/\($0.relative)\"\nurl = \"\(objectURL($0))\"" }
         try Spawn.run(runner: hostA, curl, ["-sSf", "--parallel", "--parallel-max", "8", "-K", uploads] + sign, label: "plain-upload")
-        let downloads = try curlConfig("download") { "url = \"\(objectURL($0))\"\noutput = \"/dev/null\"" }
-        let plainFetch = try Spawn.run(runner: hostA, curl, ["-sSf", "--parallel", "--parallel-max", "8", "-K", downloads] + sign, label: "plain-fetch").seconds
+        func plainFetch(_ name: String, _ subset: [TreeFile], parallel: Int) throws -> Double {
+            let config = try curlConfig("download-\(name)", subset) { "url = \"\(objectURL($0))\"\noutput = \"/dev/null\"" }
+            return try Spawn.run(runner: hostA, curl, ["-sSf", "--parallel", "--parallel-max", "\(parallel)", "-K", config] + sign,
+                                 label: "plain-fetch-\(name)-\(parallel)").seconds
+        }
+        let plainLarge8 = try plainFetch("large", large, parallel: 8), plainLarge1 = try plainFetch("large", large, parallel: 1)
+        let plainSmall8 = try plainFetch("small", small, parallel: 8), plainSmall1 = try plainFetch("small", small, parallel: 1)
 
         // 3. Reads through mounts (version 1 at MNT/bench/v1).
         let mountA = SharedMount(binary: assetfs, store: shared, mountpoint: work + "/mnt/a", runner: hostA)
         let mountLocal = SharedMount(binary: assetfs, store: local, mountpoint: work + "/mnt/local", runner: hostA)
-        try FileIO.removeIfPresent(work + "/host-a/cache")
-        try mountA.start()
-        try ReadMeasure.dropCaches()
-        let cold = try ReadMeasure.sequential(root: mountA.root, files: files)
-        try mountA.stop()
-        try mountA.start()
-        try ReadMeasure.dropCaches()
-        let warm = try ReadMeasure.sequential(root: mountA.root, files: files)
-        let rss = mountA.pid.flatMap(ReadMeasure.memory(of:))?.peakKiB
-        try mountA.stop()
-        try mountLocal.start()
-        try ReadMeasure.dropCaches()
-        let localCold = try ReadMeasure.sequential(root: mountLocal.root, files: files)
-        try mountLocal.stop()
-        let large = files.filter { $0.size >= 1 << 20 }
+        var peakKiB = 0  // The shared mount daemons' largest VmHWM after a read.
+        func coldAndWarm(_ mount: SharedMount, _ subset: [TreeFile], emptyCache: Bool) throws -> (cold: Double, warm: Double) {
+            if emptyCache { try FileIO.removeIfPresent(work + "/host-a/cache") }
+            try mount.start()
+            try ReadMeasure.dropCaches()
+            let cold = try ReadMeasure.sequential(root: mount.root, files: subset)
+            if mount === mountA { peakKiB = max(peakKiB, mount.pid.flatMap(ReadMeasure.memory(of:))?.peakKiB ?? 0) }
+            try mount.stop()
+            // A new daemon (empty memory cache), the page cache dropped: only the disk cache is warm.
+            try mount.start()
+            try ReadMeasure.dropCaches()
+            let warm = try ReadMeasure.sequential(root: mount.root, files: subset)
+            try mount.stop()
+            return (cold, warm)
+        }
+        let largeShared = try coldAndWarm(mountA, large, emptyCache: true)
+        let smallShared = try coldAndWarm(mountA, small, emptyCache: true)
+        let largeLocal = try coldAndWarm(mountLocal, large, emptyCache: false)
+        let smallLocal = try coldAndWarm(mountLocal, small, emptyCache: false)
         let plan = ReadMeasure.plan(files: large, count: options.randomReads, seed: 0x7261_6E64_7265_6164)
         try FileIO.removeIfPresent(work + "/host-a/cache")
         try mountA.start()
         try ReadMeasure.dropCaches()
         let random = try ReadMeasure.random(root: mountA.root, files: large, plan: plan, warmPasses: 1)
+        peakKiB = max(peakKiB, mountA.pid.flatMap(ReadMeasure.memory(of:))?.peakKiB ?? 0)
         try mountA.stop()
 
         // 4. Visibility: B mounts, A imports a small version, B's mount lists it.
@@ -145,13 +157,25 @@ enum SharedBench {
                    "restic backup to the same S3: \(fixed(mbps(resticImport), 0)) MB/s", fixed(resticImport / sharedImport, 2) + "x"])
         table.add(["import v1, same data", "\(fixed(mbps(sharedImport), 0)) MB/s",
                    "local store: \(fixed(mbps(localImport), 0)) MB/s", fixed(localImport / sharedImport, 2) + "x"])
-        table.add(["cold read, empty disk cache", "\(fixed(mbps(cold), 0)) MB/s",
-                   "plain objects, curl --parallel 8: \(fixed(mbps(plainFetch), 0)) MB/s", fixed(plainFetch / cold, 2) + "x"])
-        table.add(["read from warm disk cache (page cache dropped)", "\(fixed(mbps(warm), 0)) MB/s",
-                   "local store, cold mount read: \(fixed(mbps(localCold), 0)) MB/s", fixed(localCold / warm, 2) + "x"])
+        // Large files by bytes per second, small ones by files per second (their time is per-file round trips).
+        func rate(_ subset: [TreeFile], _ seconds: Double) -> String {
+            subset.count == large.count ? "\(fixed(Double(subset.reduce(0) { $0 + $1.size }) / 1e6 / seconds, 0)) MB/s"
+                : "\(fixed(Double(subset.count) / seconds, 0)) files/s"
+        }
+        for (label, subset, shared, local, plain8, plain1) in [
+            ("\(large.count) files >= 1 MiB", large, largeShared, largeLocal, plainLarge8, plainLarge1),
+            ("\(small.count) files < 1 MiB", small, smallShared, smallLocal, plainSmall8, plainSmall1),
+        ] {
+            table.add(["cold read, empty disk cache, \(label)", rate(subset, shared.cold),
+                       "curl, 8 at a time: \(rate(subset, plain8)); one at a time: \(rate(subset, plain1))",
+                       fixed(plain8 / shared.cold, 2) + "x; " + fixed(plain1 / shared.cold, 2) + "x"])
+            table.add(["warm disk cache, page cache dropped, \(label)", rate(subset, shared.warm),
+                       "local store, cold mount read: \(rate(subset, local.cold))", fixed(local.cold / shared.warm, 2) + "x"])
+        }
         table.add(["random 4 KiB reads, empty disk cache", "\(fixed(Double(plan.count) / random.coldSeconds, 0)) reads/s", "", ""])
         table.add(["visible on host B after import on host A", "\(fixed(visible, 3)) s", "target 2 s", ""])
-        table.add(["daemon peak RSS after the reads", rss.map { "\($0 / 1024) MiB" } ?? "n/a", "target 64 MiB + --cache-size 256M", ""])
+        table.add(["daemon peak RSS (VmHWM) after the cold reads", peakKiB > 0 ? "\(peakKiB / 1024) MiB" : "n/a",
+                   "target: 64 MiB + --cache-size (256 MiB)", ""])
         print("""
             ## Shared store (SeaweedFS S3 + PostgreSQL 15 on loopback)
 

@@ -40,14 +40,18 @@ public final class Repository: Sendable {
     /// told otherwise. Set by the store's kind: 0 for a local store (one host, every writer excluded by
     /// sessions), longer for a shared store (see SharedStore).
     public let defaultGracePeriod: Double
+    /// Chunks a mount reads ahead of a sequential reader: enough to overlap decompression and verification
+    /// with the kernel's copy on local disk (6), and to hide each request's latency on an object store.
+    public let readAhead: Int
 
     /// A store assembled from backends the caller built (`create` and `open` build the local ones); also how a
     /// test puts a decorator around a backend.
     /// `diskCache`: where chunks fetched from a remote pack store are kept on this host (nil for a local store).
     public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog, hostDirectory: String? = nil,
-                diskCache: DiskChunkCache? = nil, defaultGracePeriod: Double = 0) {
+                diskCache: DiskChunkCache? = nil, defaultGracePeriod: Double = 0, readAhead: Int = 6) {
         self.root = root
         self.defaultGracePeriod = defaultGracePeriod
+        self.readAhead = readAhead
         self.hostDirectory = hostDirectory ?? root
         self.config = config
         self.storage = storage

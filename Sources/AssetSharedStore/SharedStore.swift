@@ -99,6 +99,9 @@ enum SharedStore {
     /// that is still in flight from a host whose lease just lapsed (a 32 MiB pack over a slow link takes
     /// minutes), and a mount on another host that read a chunk's location just before gc moved it.
     static let gracePeriod = 15.0 * 60
+    /// Chunks (about 512 KiB each) a mount fetches ahead of a sequential reader: 16 requests in flight hide
+    /// an object store's per-request latency (measured with `AssetBench shared`).
+    static let readAhead = 16
 
     static func create(bucket: String, prefix: String, chunker: ChunkerParameters, settings: SharedStoreSettings) throws -> Repository {
         if let problem = chunker.problem { throw RepositoryError(.usage, problem) }
@@ -169,7 +172,8 @@ enum SharedStore {
         var retry = RetryPolicy()
         retry.totalTime = settings.ioTimeout / 2
         return Repository(root: url, config: marker.config, storage: RetryingPackStorage(storage, policy: retry), catalog: catalog,
-                          hostDirectory: hostDirectory, diskCache: cache, defaultGracePeriod: gracePeriod)
+                          hostDirectory: hostDirectory, diskCache: cache, defaultGracePeriod: gracePeriod,
+                          readAhead: readAhead)
     }
 
     private static func objectStorage(bucket: String, prefix: String, settings: SharedStoreSettings,

@@ -7,8 +7,6 @@ import Glibc
 #endif
 
 extension AssetFileSystem {
-    /// Chunks read ahead of a sequential reader, so decompression and verification overlap the kernel's copy.
-    static let prefetchDepth = 6
     /// Reads smaller than this that do not continue the previous read fetch single 64 KiB blocks, not chunks.
     static let smallRead = 64 << 10
 
@@ -154,7 +152,7 @@ extension AssetFileSystem {
     }
 
     private func prefetch(_ file: OpenFile, after index: Int) {
-        let upper = min(file.chunks.count, index + 1 + Self.prefetchDepth)
+        let upper = min(file.chunks.count, index + 1 + repo.readAhead)
         guard index + 1 < upper else { return }
         for i in (index + 1)..<upper {
             let location = file.chunks[i].location

@@ -13,11 +13,19 @@ public final class PostgresServer: @unchecked Sendable {
     private let lock = NSLock()
     private var running = false  // Protected by `lock`.
 
-    /// `postgresql://postgres@127.0.0.1:PORT/postgres`
-    public var url: String { "postgresql://postgres@127.0.0.1:\(port)/postgres" }
+    /// The address it listens on: 127.0.0.1, or an address inside a network namespace.
+    public let address: String
+    /// The network namespace it runs in (`ip netns` name), if not the test's own.
+    public let namespace: String?
 
-    /// `directory` must not exist yet; it is made traversable by the postgres user.
-    public init(directory: String) throws {
+    /// `postgresql://postgres@ADDRESS:PORT/postgres`
+    public var url: String { "postgresql://postgres@\(address):\(port)/postgres" }
+
+    /// `directory` must not exist yet; it is made traversable by the postgres user. `namespace`: run in that
+    /// network namespace (made with `ip netns add`), listening on `address` there.
+    public init(directory: String, address: String = "127.0.0.1", namespace: String? = nil) throws {
+        self.address = address
+        self.namespace = namespace
         guard FileManager.default.isExecutableFile(atPath: Self.binaries + "/initdb") else {
             throw TestFailure("PostgreSQL 15 is missing (\(Self.binaries)): apt-get install postgresql (scripts/setup.sh does it)")
         }
@@ -33,9 +41,15 @@ public final class PostgresServer: @unchecked Sendable {
         }
         try Self.asPostgres(["/bin/chown", "postgres", directory], asRoot: true)
         try Self.asPostgres([Self.binaries + "/initdb", "-D", directory + "/data", "-U", "postgres", "-A", "trust", "--no-sync"])
-        try Self.asPostgres([Self.binaries + "/pg_ctl", "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "30",
-                             "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
-        lock.withLock { running = true }
+        if address != "127.0.0.1" {
+            // initdb trusts loopback only; a server in a namespace is reached over its /24.
+            let subnet = address.split(separator: ".").prefix(3).joined(separator: ".") + ".0/24"
+            let hba = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/data/pg_hba.conf"))
+            hba.seekToEndOfFile()
+            hba.write(Data("host all all \(subnet) trust\n".utf8))
+            try hba.close()
+        }
+        try start()
     }
 
     deinit { stop() }
@@ -47,15 +61,25 @@ public final class PostgresServer: @unchecked Sendable {
     }
 
     /// Starts it again after `stop` (same data, same port).
-    public func restart() throws {
+    public func restart() throws { try start() }
+
+    private func start() throws {
         try Self.asPostgres([Self.binaries + "/pg_ctl", "-D", directory + "/data", "-l", directory + "/server.log", "-w", "-t", "30",
-                             "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+                             "-o", "-p \(port) -k \(directory) -c listen_addresses=\(address) -c fsync=off", "start"],
+                            namespace: namespace)
         lock.withLock { running = true }
     }
 
+    /// `createdb NAME` on this server; its libpq URL.
+    public func createDatabase(_ name: String) throws -> String {
+        try Self.asPostgres([Self.binaries + "/createdb", "-h", address, "-p", "\(port)", "-U", "postgres", name], asRoot: true,
+                            namespace: namespace)
+        return "postgresql://postgres@\(address):\(port)/\(name)"
+    }
+
     @discardableResult
-    static func asPostgres(_ argv: [String], asRoot: Bool = false, timeout: Double = 60) throws -> String {
+    static func asPostgres(_ argv: [String], asRoot: Bool = false, namespace: String? = nil, timeout: Double = 60) throws -> String {
         let command = asRoot ? argv : ["runuser", "-u", "postgres", "--"] + argv
-        return try runForOutput(command, timeout: timeout)
+        return try runForOutput(inNamespace(namespace) + command, timeout: timeout)
     }
 }

