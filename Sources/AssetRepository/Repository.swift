@@ -43,15 +43,19 @@ public final class Repository: Sendable {
     /// Chunks a mount reads ahead of a sequential reader: enough to overlap decompression and verification
     /// with the kernel's copy on local disk (6), and to hide each request's latency on an object store.
     public let readAhead: Int
+    /// Files a mount starts fetching ahead of a reader that goes through a directory in name order (0: none).
+    public let readAheadFiles: Int
 
     /// A store assembled from backends the caller built (`create` and `open` build the local ones); also how a
     /// test puts a decorator around a backend.
     /// `diskCache`: where chunks fetched from a remote pack store are kept on this host (nil for a local store).
     public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog, hostDirectory: String? = nil,
-                diskCache: DiskChunkCache? = nil, defaultGracePeriod: Double = 0, readAhead: Int = 6) {
+                diskCache: DiskChunkCache? = nil, defaultGracePeriod: Double = 0, readAhead: Int = 6,
+                readAheadFiles: Int = 0) {
         self.root = root
         self.defaultGracePeriod = defaultGracePeriod
         self.readAhead = readAhead
+        self.readAheadFiles = readAheadFiles
         self.hostDirectory = hostDirectory ?? root
         self.config = config
         self.storage = storage

@@ -188,4 +188,7 @@ final class BoundedMemo<Key: Hashable, Value>: @unchecked Sendable {
     }
 
     func remove(_ key: Key) { _ = lock.withLock { values.removeValue(forKey: key) } }
+
+    /// The value if it is held, without making it.
+    func cached(_ key: Key) -> Value? { lock.withLock { values[key] } }
 }

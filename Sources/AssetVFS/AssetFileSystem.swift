@@ -30,6 +30,8 @@ public final class AssetFileSystem: @unchecked Sendable {
     let chunkLists = BoundedMemo<Int64, [FileChunk]>(limit: 4096)
     /// Version files read without an open handle (versions-only mounts), by inode: their read pattern.
     let handlelessFiles = BoundedMemo<UInt64, OpenFile>(limit: 256)
+    /// Fetches the next files of a directory read in name order (object stores; off for a local store).
+    let directoryReadAhead: DirectoryReadAhead
     /// Serve versions only: no `workspaces` directories, and version files are read by inode, so the kernel
     /// can open them without asking (see `servesOpensInKernel`).
     public let versionsOnly: Bool
@@ -38,6 +40,7 @@ public final class AssetFileSystem: @unchecked Sendable {
         self.repo = repo
         self.catalog = ServingCatalog(repo.catalog, logger: logger)
         self.cache = ChunkCache(capacity: cacheBytes)
+        self.directoryReadAhead = DirectoryReadAhead(depth: repo.readAheadFiles)
         self.logger = logger
         self.versionsOnly = versionsOnly
     }
@@ -111,6 +114,7 @@ public final class AssetFileSystem: @unchecked Sendable {
 
     private func versionChild(asset: String, version: Int, treeID: Int64, prefix: [UInt8], name: [UInt8]) throws -> Node? {
         guard let entry = try catalog.entry(in: treeID, named: name) else { return nil }
+        if entry.kind == .file { directoryReadAhead.noteLookup(treeID: treeID, name: name, in: self) }
         return try node(for: entry, asset: asset, version: version, path: prefix.isEmpty ? name : prefix + [0x2F] + name)
     }
 

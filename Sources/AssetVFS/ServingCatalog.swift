@@ -53,7 +53,11 @@ final class ServingCatalog: @unchecked Sendable {
 
     func entries(of treeID: Int64) throws -> [TreeEntry] { try listingMemo.value(treeID) { try inner.entries(of: treeID) } }
     func entry(in treeID: Int64, named name: [UInt8]) throws -> TreeEntry? {
-        try entryMemo.value(EntryKey(tree: treeID, name: name)) { try inner.entry(in: treeID, named: name) }
+        // A directory listed already (readdir, or read-ahead across its files) answers without a query.
+        if let listing = listingMemo.cached(treeID) {
+            return DirectoryReadAhead.index(of: name, in: listing).map { listing[$0] }
+        }
+        return try entryMemo.value(EntryKey(tree: treeID, name: name)) { try inner.entry(in: treeID, named: name) }
     }
     func subdirectoryCount(of treeID: Int64) throws -> Int { try subdirectoryMemo.value(treeID) { try inner.subdirectoryCount(of: treeID) } }
     func file(_ id: Int64) throws -> FileInfo { try fileMemo.value(id) { try inner.file(id) } }
