@@ -28,11 +28,17 @@ struct TwoHostTests {
                 }
             }
 
+            // Each host has its own network namespace and its own host name (a UTS namespace), so sessions and
+            // workspaces record which host they belong to.
+            func command(_ host: String, _ args: [String]) -> [String] {
+                inNamespace(host == "a" ? net.a : net.b)
+                    + ["unshare", "--uts", "--", "sh", "-c", "hostname assetfs-host-\(host) && exec \"$0\" \"$@\"", Paths.assetfs] + args
+            }
+            func environment(_ host: String) -> [String: String] {
+                servers.s3Environment.merging(SharedStoreHandle.hostEnvironment(dir, host: host)) { $1 }.merging(["ASSETFS_STORE": store]) { $1 }
+            }
             func on(_ host: String, _ args: [String], timeout: Double = 120) throws -> ProcessResult {
-                let namespace = host == "a" ? net.a : net.b
-                let env = servers.s3Environment.merging(SharedStoreHandle.hostEnvironment(dir, host: host)) { $1 }
-                    .merging(["ASSETFS_STORE": store]) { $1 }
-                return try ChildProcess.spawn(inNamespace(namespace) + [Paths.assetfs] + args, scratch: dir, environment: env).wait(timeout: timeout)
+                try ChildProcess.spawn(command(host, args), scratch: dir, environment: environment(host)).wait(timeout: timeout)
             }
             func ok(_ host: String, _ args: [String]) throws -> ProcessResult {
                 let r = try on(host, args)
@@ -62,9 +68,7 @@ struct TwoHostTests {
             #expect(sameBytes(try readAll(mountB + "/data/v1/notes/1.txt"), Array("source 1\n".utf8)))
 
             // Concurrent imports from both hosts into one asset.
-            let fromA = try ChildProcess.spawn(inNamespace(net.a) + [Paths.assetfs, "import", "data", dir + "/src2"], scratch: dir,
-                                               environment: servers.s3Environment.merging(SharedStoreHandle.hostEnvironment(dir, host: "a")) { $1 }
-                                                .merging(["ASSETFS_STORE": store]) { $1 })
+            let fromA = try ChildProcess.spawn(command("a", ["import", "data", dir + "/src2"]), scratch: dir, environment: environment("a"))
             let fromB = try on("b", ["import", "data", dir + "/src3"])
             let resultA = fromA.wait(timeout: 120)
             #expect(resultA.succeeded && fromB.succeeded, "A: \(resultA)\nB: \(fromB)")
@@ -77,12 +81,14 @@ struct TwoHostTests {
 
             // A workspace with changes on B, an import running on B, gc on A meanwhile: nothing is lost.
             try ok("b", ["workspace", "create", "data", "ws"])
+            let listed = try ok("a", ["workspace", "list", "--json"])
+            let rows = (try JSONSerialization.jsonObject(with: listed.stdout) as? [[String: Any]]) ?? []
+            #expect(rows.contains { $0["name"] as? String == "ws" && $0["host"] as? String == "assetfs-host-b" },
+                    "host A lists B's workspace with the host that holds it: \(listed.out)")
             try writeSourceFile(mountB + "/data/workspaces/ws", "added.bin", randomBytes(1_000_000, seed: 44), mtime: 1_700_000_100)
             try ok("b", ["delete", "data@v1"])
             try writeSourceFile(dir + "/src4", "big.bin", randomBytes(60_000_000, seed: 55), mtime: 1_700_000_000)
-            let slowImport = try ChildProcess.spawn(inNamespace(net.b) + [Paths.assetfs, "import", "data", dir + "/src4"], scratch: dir,
-                                                    environment: servers.s3Environment.merging(SharedStoreHandle.hostEnvironment(dir, host: "b")) { $1 }
-                                                        .merging(["ASSETFS_STORE": store]) { $1 })
+            let slowImport = try ChildProcess.spawn(command("b", ["import", "data", dir + "/src4"]), scratch: dir, environment: environment("b"))
             let gc = try on("a", ["gc", "--grace-period", "0"])
             let late = slowImport.wait(timeout: 180)
             #expect(gc.succeeded, "gc on A: \(gc)")
