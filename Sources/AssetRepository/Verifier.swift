@@ -36,14 +36,10 @@ public struct Verifier {
         if let ref {
             let version = try repo.catalog.resolve(ref)
             versions = [version]
-            var ids = Set<Int64>()
-            try VersionTree(catalog: repo.catalog, version: version).walk { _, e in if let f = e.fileID { ids.insert(f) } }
-            files = try ids.sorted().map { try repo.catalog.file($0) }
-            var seen = Set<ContentHash>()
-            chunks = []
-            for f in files {
-                for c in try repo.catalog.fileChunks(f.id) where seen.insert(c.location.id).inserted { chunks.append(c.location) }
-            }
+            let tree = VersionTree(catalog: repo.catalog, version: version)
+            let ids = try tree.fileIDs().sorted()
+            files = try ids.map { try repo.catalog.file($0) }
+            chunks = try tree.chunks(of: ids)
         } else {
             versions = try repo.catalog.assets().flatMap { try repo.catalog.versions(of: $0.name) }
             files = try repo.catalog.allFiles()

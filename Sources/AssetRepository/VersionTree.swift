@@ -38,6 +38,32 @@ public struct VersionTree: Sendable {
             if entry.kind == .directory, let sub = entry.subtreeID { try walk(sub, prefix: path, visit) }
         }
     }
+
+    /// The ids of the files at or below `path` (the whole version when empty), each once, in walk order.
+    public func fileIDs(at path: [String] = []) throws -> [Int64] {
+        var ids: [Int64] = []
+        var seen = Set<Int64>()
+        func add(_ id: Int64?) { if let id, seen.insert(id).inserted { ids.append(id) } }
+        let start = try lookup(path)
+        switch start?.kind {
+        case .file?: add(start?.fileID)
+        case .symlink?: break
+        case .directory?, nil:
+            guard let tree = start.map({ $0.subtreeID }) ?? version.rootTreeID else { return [] }
+            try walk(tree) { _, entry in add(entry.fileID) }
+        }
+        return ids
+    }
+
+    /// The distinct chunks of `files`, in file order.
+    public func chunks(of files: [Int64]) throws -> [ChunkLocation] {
+        var seen = Set<ContentHash>()
+        var out: [ChunkLocation] = []
+        for file in files {
+            for c in try catalog.fileChunks(file) where seen.insert(c.location.id).inserted { out.append(c.location) }
+        }
+        return out
+    }
 }
 
 /// Reads a stored file's bytes in order, chunk by chunk, each verified against its hash, and checks the

@@ -47,7 +47,7 @@ public struct SharedStoreSettings: Sendable {
     /// The disk cache: --disk-cache, else $ASSETFS_DISK_CACHE, else /var/cache/assetfs for root, else
     /// $XDG_CACHE_HOME/assetfs (~/.cache/assetfs). Chunks are named by their hash and verified on every read,
     /// so every store on the host may share one directory.
-    func diskCacheDirectory() -> String {
+    public func diskCacheDirectory() -> String {
         if let dir = diskCache ?? value("ASSETFS_DISK_CACHE") { return dir }
         if geteuid() == 0 { return "/var/cache/assetfs" }
         return (value("XDG_CACHE_HOME") ?? home + "/.cache") + "/assetfs"

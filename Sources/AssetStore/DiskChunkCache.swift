@@ -75,6 +75,28 @@ public final class DiskChunkCache: @unchecked Sendable {
 
     func discard(_ id: ContentHash) { unlink(path(id)) }
 
+    /// Whether an entry for chunk `id` is present (not whether it is intact: readers prove it).
+    public func contains(_ id: ContentHash) -> Bool { access(path(id), F_OK) == 0 }
+
+    /// Entries and bytes held now, by every process that uses the directory.
+    public func usage() -> (entries: Int, bytes: UInt64) {
+        let all = entries()
+        return (all.count, all.reduce(0) { $0 + $1.size })
+    }
+
+    /// Deletes every entry; returns how many and their bytes. Safe while mounts and commands use the cache: a
+    /// reader that had an entry open reads it to the end, and the next read of that chunk fetches it again.
+    public func clear() -> (entries: Int, bytes: UInt64) {
+        var removed = 0
+        var bytes: UInt64 = 0
+        for entry in entries() where unlink(entry.path) == 0 {
+            removed += 1
+            bytes += entry.size
+        }
+        lock.withLock { used = 0 }
+        return (removed, bytes)
+    }
+
     /// Deletes least recently used entries (and stale temporary files) until the cache holds at most 90% of its
     /// capacity; every process's entries count, since the scan reads the directory.
     func evict() {

@@ -1,0 +1,115 @@
+import ArgumentParser
+import AssetCatalog
+import AssetRepository
+import AssetSharedStore
+import AssetStore
+import Foundation
+
+struct Prefetch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fill this host's disk cache with a version, or a path in it, before a job reads it (shared stores).",
+        discussion: """
+            Chunks already cached are not fetched again; every fetched chunk is verified before it is cached. A mount
+            reading the same version meanwhile shares the cache.
+
+            Example: assetfs prefetch data@prod --store s3://team-assets/store
+            """)
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var output: JSONFlag
+    @Argument(help: "The version (data, data@v12, data@prod) or a path in it (data@v12:shards).") var ref: String
+    @Option(help: "Fetches in flight.") var jobs = 16
+
+    struct PrefetchJSON: Encodable {
+        let ref: String
+        let files: Int
+        let chunks: Int
+        let chunksFetched: Int
+        let bytesFetched: UInt64
+        let chunksCached: Int
+        let bytesCached: UInt64
+        let seconds: Double
+        let bytesPerSecond: Double
+    }
+
+    func validate() throws {
+        guard (1...256).contains(jobs) else { throw ValidationError("invalid --jobs \(jobs): give 1 to 256") }
+    }
+
+    func run() throws {
+        let target = try parseRef(ref)
+        var prefetcher = Prefetcher(repo: try store.open())
+        prefetcher.workers = jobs
+        let show = store.showProgress
+        let started = Date()
+        let r = try prefetcher.run(target) { done, total in
+            if show { ProgressBar.render(done: done, total: total, elapsed: Date().timeIntervalSince(started), label: "prefetching") }
+        }
+        if show { ProgressBar.finish() }
+        if output.json {
+            try printJSON(PrefetchJSON(ref: r.ref, files: r.files, chunks: r.chunks, chunksFetched: r.chunksFetched,
+                                       bytesFetched: r.bytesFetched, chunksCached: r.chunksCached, bytesCached: r.bytesCached,
+                                       seconds: r.seconds, bytesPerSecond: r.bytesPerSecond))
+        } else if !store.quiet {
+            print("prefetched \(r.ref): \(r.files) files, \(r.chunks) chunks; fetched \(Format.bytes(r.bytesFetched)), "
+                  + "\(Format.bytes(r.bytesCached)) already cached; "
+                  + String(format: "%.0f MB/s in %.1f s", r.bytesPerSecond / 1e6, r.seconds))
+        }
+    }
+}
+
+struct Cache: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show or clear this host's disk cache of chunks (shared stores).",
+        discussion: "Example: assetfs cache; assetfs cache clear",
+        subcommands: [CacheShow.self, CacheClear.self],
+        defaultSubcommand: CacheShow.self)
+}
+
+/// The disk cache the options and the environment name (no store needs to be opened).
+private func diskCache(_ store: StoreOptions) throws -> (cache: DiskChunkCache, limit: UInt64) {
+    let settings = try store.sharedSettings()
+    let limit = settings.diskCacheBytes ?? SharedStoreSettings.defaultDiskCacheBytes
+    return (try DiskChunkCache(directory: settings.diskCacheDirectory(), capacity: limit), limit)
+}
+
+struct CacheShow: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Where the disk cache is and what it holds.",
+                                                    discussion: "Example: assetfs cache --json")
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var output: JSONFlag
+
+    struct CacheJSON: Encodable {
+        let directory: String
+        let chunks: Int
+        let bytes: UInt64
+        let limitBytes: UInt64
+    }
+
+    func run() throws {
+        let (cache, limit) = try diskCache(store)
+        let usage = cache.usage()
+        if output.json {
+            try printJSON(CacheJSON(directory: cache.directory, chunks: usage.entries, bytes: usage.bytes, limitBytes: limit))
+        } else {
+            print("""
+                disk cache:  \(cache.directory)
+                chunks:      \(usage.entries)
+                size:        \(Format.bytes(usage.bytes)) of \(Format.bytes(limit)) (--disk-cache-size)
+                """)
+        }
+    }
+}
+
+struct CacheClear: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clear", abstract: "Delete every chunk in the disk cache (safe while mounts run: they fetch again).",
+        discussion: "Example: assetfs cache clear")
+    @OptionGroup var store: StoreOptions
+
+    func run() throws {
+        let (cache, _) = try diskCache(store)
+        let removed = cache.clear()
+        if !store.quiet { print("cleared \(removed.entries) chunks (\(Format.bytes(removed.bytes))) from \(cache.directory)") }
+    }
+}

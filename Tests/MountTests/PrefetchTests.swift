@@ -1,0 +1,112 @@
+import AssetTestSupport
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A whole file read with O_DIRECT, so the daemon answers (not the kernel's page cache).
+private func directRead(_ path: String, size: Int) throws -> [UInt8] {
+    let fd = try openRead(path, extraFlags: O_DIRECT_FLAG)
+    defer { close(fd) }
+    let count = max(4096, (size + 4095) / 4096 * 4096)
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 4096)
+    defer { buffer.deallocate() }
+    return Array(try preadFully(fd, offset: 0, count: count, buffer: buffer, path: path).prefix(size))
+}
+
+private func prefetchJSON(_ f: MountFixture, _ ref: String) throws -> [String: Any] {
+    let r = try f.cliOK(["prefetch", ref, "--json"])
+    guard let object = try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {
+        throw TestFailure("prefetch --json printed no object: \(r)")
+    }
+    return object
+}
+
+@Suite("Prefetch and the disk cache of a shared store")
+struct PrefetchTests {
+    @Test("prefetch fills the disk cache: a fresh mount reads the whole version with the object store hung; a second prefetch fetches nothing; cache clear empties it")
+    func prefetchThenReadOffline() throws {
+        var settings = MountFixture.Settings(label: "mount", backstop: 120)
+        settings.backend = .shared
+        settings.dedicatedServers = true
+        let f = try MountFixture("prefetch", settings: settings)
+        defer { f.close() }
+        let data = try StandardData.create(in: f)
+
+        let first = try prefetchJSON(f, "data@v2")
+        let chunks = try #require(first["chunks"] as? Int)
+        #expect(chunks > 0 && first["chunksFetched"] as? Int == chunks && first["bytesCached"] as? Int == 0, "\(first)")
+        #expect(first["files"] as? Int == data.v2.files.count, "\(first)")
+        let again = try prefetchJSON(f, "data@v2")
+        #expect(again["chunksFetched"] as? Int == 0 && again["chunksCached"] as? Int == chunks, "a second prefetch fetched again: \(again)")
+        let shown = try JSONSerialization.jsonObject(with: try f.cliOK(["cache", "--json"]).stdout) as? [String: Any]
+        #expect(shown?["chunks"] as? Int == chunks, "\(String(describing: shown))")
+
+        // Nothing can come from the object store now: every byte must come from the disk cache.
+        try f.mount()
+        let servers = try #require(f.shared).servers
+        try servers.s3.pause()
+        defer { servers.s3.resume() }
+        try f.io("read v2 with S3 hung", seconds: 60) { () throws in
+            for (rel, file) in data.v2.files {
+                #expect(sameBytes(try directRead(f.path("data/v2/" + rel), size: file.bytes.count), file.bytes), "data/v2/\(rel)")
+            }
+        }
+        servers.s3.resume()
+
+        let cleared = try f.cliOK(["cache", "clear"])
+        #expect(cleared.out.contains("cleared \(chunks) chunks"), "\(cleared)")
+        let empty = try JSONSerialization.jsonObject(with: try f.cliOK(["cache", "--json"]).stdout) as? [String: Any]
+        #expect(empty?["chunks"] as? Int == 0, "\(String(describing: empty))")
+        try f.io("read after cache clear") { () throws in
+            let big = try #require(data.v2.files["big.bin"])
+            #expect(sameBytes(try directRead(f.path("data/v2/big.bin"), size: big.bytes.count), big.bytes))
+        }
+    }
+
+    @Test("a prefetch killed halfway leaves a cache that serves what it has; the next prefetch fetches only the rest; at a terminal it draws progress")
+    func killedPrefetch() throws {
+        var settings = MountFixture.Settings(label: "mount", backstop: 120)
+        settings.backend = .shared
+        let f = try MountFixture("prefetch-killed", settings: settings)
+        defer { f.close() }
+        for i in 0..<6 { try writeSourceFile(f.src, "part\(i).bin", randomBytes(8_000_000, seed: UInt64(90 + i)), mtime: 1_700_000_000) }
+        try f.importVersion()
+        let cache = try #require(f.shared?.environment["ASSETFS_DISK_CACHE"])
+
+        let child = try f.start([Paths.assetfs, "prefetch", "data@v1", "--jobs", "1"])
+        _ = poll(seconds: 30) { regularFiles(under: cache).count(where: { !$0.contains("/tmp-") }) >= 3 }
+        child.signal(SIGKILL)
+        _ = child.wait(timeout: 10)
+        let kept = regularFiles(under: cache).count(where: { !$0.contains("/tmp-") })
+
+        try f.mount()
+        try f.io("read everything after the killed prefetch") { () throws in
+            for i in 0..<6 {
+                #expect(sameBytes(try directRead(f.path("data/v1/part\(i).bin"), size: 8_000_000), randomBytes(8_000_000, seed: UInt64(90 + i))))
+            }
+        }
+        try f.unmount()
+        let rest = try prefetchJSON(f, "data@v1")
+        #expect((rest["chunksCached"] as? Int ?? 0) >= kept, "the entries the killed prefetch left were not used: \(rest), \(kept) kept")
+        #expect(rest["chunksFetched"] as? Int == 0, "the mount's reads filled the cache, so nothing is left to fetch: \(rest)")
+
+        // At a terminal: a progress line, then the summary.
+        _ = try f.cliOK(["cache", "clear"])
+        let session = try runInTerminal([Paths.assetfs, "prefetch", "data@v1"],
+                                        environment: f.shared!.environment.merging(["ASSETFS_STORE": f.store]) { $1 })
+        #expect(session.succeeded, "\(session)")
+        #expect(session.transcript.contains("prefetching") && session.transcript.contains("prefetched data@v1: 6 files"), "\(session)")
+    }
+
+    @Test("prefetch on a local store is a usage error that says why")
+    func localStore() throws {
+        let f = try MountFixture("prefetch-local")
+        defer { f.close() }
+        try writeSourceFile(f.src, "a.txt", Array("a\n".utf8), mtime: 1_700_000_000)
+        try f.importVersion()
+        let r = f.cli(["prefetch", "data"])
+        #expect(r.exitCode == 2 && r.errLines.count == 1 && r.err.contains("local store"), "\(r)")
+    }
+}
