@@ -136,6 +136,16 @@ enum SharedBench {
         peakKiB = max(peakKiB, mountA.pid.flatMap(ReadMeasure.memory(of:))?.peakKiB ?? 0)
         try mountA.stop()
 
+        // Prefetch of the whole version into an empty disk cache, against fetching the same files as plain
+        // objects 8 at a time (bytes as stored: what crosses the wire).
+        try FileIO.removeIfPresent(work + "/host-a/cache")
+        let prefetched = try Spawn.run(runner: hostA, assetfs, ["prefetch", "bench@v1", "--json", "--store", shared], label: "prefetch")
+        guard let prefetchReport = try JSONSerialization.jsonObject(with: Data(prefetched.output.utf8)) as? [String: Any],
+              let prefetchBytes = prefetchReport["bytesFetched"] as? Int, prefetchBytes > 0 else {
+            throw BenchError("prefetch printed no report: \(prefetched.output.prefix(300))")
+        }
+        let plainAll8 = plainLarge8 + plainSmall8
+
         // 4. Visibility: B mounts, A imports a small version, B's mount lists it.
         let mountB = SharedMount(binary: assetfs, store: shared, mountpoint: work + "/mnt/b", runner: hostB)
         try mountB.start()
@@ -172,6 +182,9 @@ enum SharedBench {
             table.add(["warm disk cache, page cache dropped, \(label)", rate(subset, shared.warm),
                        "local store, cold mount read: \(rate(subset, local.cold))", fixed(local.cold / shared.warm, 2) + "x"])
         }
+        table.add(["prefetch v1 into an empty disk cache (stored bytes)", "\(fixed(Double(prefetchBytes) / 1e6 / prefetched.seconds, 0)) MB/s",
+                   "curl, 8 at a time, every file: \(fixed(Double(bytes) / 1e6 / plainAll8, 0)) MB/s",
+                   fixed((Double(prefetchBytes) / prefetched.seconds) / (Double(bytes) / plainAll8), 2) + "x"])
         table.add(["random 4 KiB reads, empty disk cache", "\(fixed(Double(plan.count) / random.coldSeconds, 0)) reads/s", "", ""])
         table.add(["visible on host B after import on host A", "\(fixed(visible, 3)) s", "target 2 s", ""])
         table.add(["daemon peak RSS (VmHWM) after the cold reads", peakKiB > 0 ? "\(peakKiB / 1024) MiB" : "n/a",

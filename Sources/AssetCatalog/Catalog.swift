@@ -21,6 +21,9 @@ public protocol Catalog: AnyObject, Sendable {
     func subdirectoryCount(of treeID: Int64) throws -> Int
     func file(_ id: Int64) throws -> FileInfo
     func fileChunks(_ fileID: Int64) throws -> [FileChunk]
+    /// The chunk lists of many files, in as few queries as the backend allows (a server catalog: one per
+    /// batch; the default asks file by file).
+    func fileChunks(_ fileIDs: [Int64]) throws -> [Int64: [FileChunk]]
     func chunkLocation(_ id: ContentHash) throws -> ChunkLocation?
     /// The stat cache rows of the files directly inside `directory` (a path in the source, empty for its
     /// root), by name, with each file's whole-file hash; rows whose file is gone (gc) are left out.
@@ -129,6 +132,12 @@ extension CatalogWriter {
 }
 
 extension Catalog {
+    public func fileChunks(_ fileIDs: [Int64]) throws -> [Int64: [FileChunk]] {
+        var out: [Int64: [FileChunk]] = [:]
+        for id in fileIDs where out[id] == nil { out[id] = try fileChunks(id) }
+        return out
+    }
+
     /// Resolves a reference with the catalog's own queries: the same answers and messages from every backend.
     public func resolve(_ ref: Ref) throws -> VersionInfo {
         let all = try assets()

@@ -163,6 +163,23 @@ public final class PostgresCatalog: Catalog, @unchecked Sendable {
             """, [.int(fileID)]) { r in FileChunk(offset: UInt64(try r.int(0)), location: try Self.chunkRow(r, from: 1)) }
     }
 
+    public func fileChunks(_ fileIDs: [Int64]) throws -> [Int64: [FileChunk]] {
+        var out: [Int64: [FileChunk]] = [:]
+        let unique = Array(Set(fileIDs))
+        for start in stride(from: 0, to: unique.count, by: 5_000) {
+            let batch = Array(unique[start..<min(start + 5_000, unique.count)])
+            for (file, chunk) in try read("""
+                SELECT fc.file_id, fc."offset", c.hash, p.name, c."offset", c.length, c.raw_length, c.codec, c.table_hash
+                FROM file_chunks fc JOIN chunks c ON c.id = fc.chunk_id JOIN packs p ON p.id = c.pack_id
+                WHERE fc.file_id = ANY($1) ORDER BY fc.file_id, fc.seq
+                """, [.ints(batch)], { r in (try r.int(0), FileChunk(offset: UInt64(try r.int(1)), location: try Self.chunkRow(r, from: 2))) }) {
+                out[file, default: []].append(chunk)
+            }
+        }
+        for id in unique where out[id] == nil { out[id] = [] }  // An empty file has no chunks.
+        return out
+    }
+
     public func chunkLocation(_ id: ContentHash) throws -> ChunkLocation? {
         try read(Self.chunkColumns + " WHERE c.hash = $1", [.bytes(id.bytes)]) { try Self.chunkRow($0) }.first
     }

@@ -40,27 +40,36 @@ public struct VersionTree: Sendable {
     }
 
     /// The ids of the files at or below `path` (the whole version when empty), each once, in walk order.
-    public func fileIDs(at path: [String] = []) throws -> [Int64] {
-        var ids: [Int64] = []
+    public func fileIDs(at path: [String] = []) throws -> [Int64] { try files(at: path).map(\.id) }
+
+    /// The files at or below `path` (the whole version when empty) with their sizes, each file once, in walk order.
+    public func files(at path: [String] = []) throws -> [(id: Int64, size: UInt64)] {
+        var out: [(id: Int64, size: UInt64)] = []
         var seen = Set<Int64>()
-        func add(_ id: Int64?) { if let id, seen.insert(id).inserted { ids.append(id) } }
+        func add(_ entry: TreeEntry?) {
+            if let entry, let id = entry.fileID, seen.insert(id).inserted { out.append((id, entry.size)) }
+        }
         let start = try lookup(path)
         switch start?.kind {
-        case .file?: add(start?.fileID)
+        case .file?: add(start)
         case .symlink?: break
         case .directory?, nil:
             guard let tree = start.map({ $0.subtreeID }) ?? version.rootTreeID else { return [] }
-            try walk(tree) { _, entry in add(entry.fileID) }
+            try walk(tree) { _, entry in add(entry) }
         }
-        return ids
+        return out
     }
 
-    /// The distinct chunks of `files`, in file order.
+    /// The distinct chunks of `files`, in file order (chunk lists asked for 1,000 files at a time).
     public func chunks(of files: [Int64]) throws -> [ChunkLocation] {
         var seen = Set<ContentHash>()
         var out: [ChunkLocation] = []
-        for file in files {
-            for c in try catalog.fileChunks(file) where seen.insert(c.location.id).inserted { out.append(c.location) }
+        for start in stride(from: 0, to: files.count, by: 1_000) {
+            let batch = Array(files[start..<min(start + 1_000, files.count)])
+            let lists = try catalog.fileChunks(batch)
+            for file in batch {
+                for c in lists[file] ?? [] where seen.insert(c.location.id).inserted { out.append(c.location) }
+            }
         }
         return out
     }
