@@ -64,6 +64,7 @@ let package = Package(
         .testTarget(name: "AssetCatalogTests", dependencies: ["AssetCatalog", "AssetTestSupport"]),
         .testTarget(name: "AssetObjectStoreTests", dependencies: ["AssetObjectStore", "AssetStore", "AssetTestSupport"]),
         .testTarget(name: "AssetPostgresTests", dependencies: ["AssetPostgres", "AssetCatalog", "AssetTestSupport"]),
+        .testTarget(name: "AssetVFSTests", dependencies: ["AssetVFS"]),
         .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository", "AssetTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore", "AssetTestSupport"]),

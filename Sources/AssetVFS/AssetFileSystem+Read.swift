@@ -145,8 +145,14 @@ extension AssetFileSystem {
                 return try body(moved)
             }
         } catch let error as StoreError {
-            logger.error("read failed: \(error.message)",
-                         metadata: ["file": "\(file.path)", "chunk": "\(location.id.hex)", "pack": "\(repo.storage.describe(location.pack))"])
+            let admitted = readFailureLog.admit()
+            if admitted.write {
+                var metadata: Logger.Metadata = ["file": "\(file.path)", "chunk": "\(location.id.hex)",
+                                                 "object": "\(repo.storage.describe(location.pack))", "store": "\(repo.storage.location)"]
+                if admitted.suppressedBefore > 0 { metadata["suppressed_since_last"] = "\(admitted.suppressedBefore)" }
+                // Retries (when the store has them) are over by now: this read is answered EIO.
+                logger.error("read failed, answering EIO: \(error.message)", metadata: metadata)
+            }
             throw VFSError(error)
         }
     }

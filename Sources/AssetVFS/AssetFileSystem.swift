@@ -32,6 +32,8 @@ public final class AssetFileSystem: @unchecked Sendable {
     let handlelessFiles = BoundedMemo<UInt64, OpenFile>(limit: 256)
     /// Fetches the next files of a directory read in name order (object stores; off for a local store).
     let directoryReadAhead: DirectoryReadAhead
+    /// Read failures are logged at most 10 lines per 10 s (a dead server must not fill the disk).
+    let readFailureLog = LogLimiter()
     /// Serve versions only: no `workspaces` directories, and version files are read by inode, so the kernel
     /// can open them without asking (see `servesOpensInKernel`).
     public let versionsOnly: Bool

@@ -89,6 +89,8 @@ struct SharedStoreFaultTests {
         }
         let waited = Date().timeIntervalSince(started)
         #expect(failure == EIO, "a read that needs the hung server must fail with EIO (got errno \(failure))")
+        let log = (try? String(contentsOfFile: try #require(f.shared?.environment["ASSETFS_HOST_DIR"]) + "/logs/mount.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("answering EIO") && log.contains("s3://"), "the mount's log names the failed read's object: \(log.suffix(2000))")
         #expect(waited < 12, "EIO came after \(waited) s; --io-timeout is 4 s")
         try f.io("cached big.bin while S3 hangs") { () throws in
             #expect(sameBytes(try directRead(f.path("data/v1/big.bin"), size: big.bytes.count).prefix(big.bytes.count), big.bytes))
