@@ -20,8 +20,10 @@ final class LogLimiter: @unchecked Sendable {
 
     /// Whether to write this line, and how many lines were left out since the last one written (to say so).
     func admit() -> (write: Bool, suppressedBefore: Int) {
-        let now = DispatchTime.now().uptimeNanoseconds
-        return lock.withLock {
+        lock.withLock {
+            // The clock is read under the lock: read before it, another thread could have started a window
+            // later than this thread's `now`, and the subtraction below would underflow (it did, in a test).
+            let now = DispatchTime.now().uptimeNanoseconds
             if now - windowStartNs >= UInt64(window * 1e9) {
                 windowStartNs = now
                 written = 0

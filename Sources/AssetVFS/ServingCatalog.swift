@@ -65,10 +65,11 @@ final class ServingCatalog: @unchecked Sendable {
     func chunkLocation(_ id: ContentHash) throws -> ChunkLocation? { try inner.chunkLocation(id) }
 
     private func fresh<T>(_ key: String, _ ask: () throws -> T) throws -> T {
+        // Times are compared saturating: another thread may have stored a time read after this thread's `now`.
         let now = DispatchTime.now().uptimeNanoseconds
         let known: T? = lock.withLock {
             // Down and asked within the last second: answer from memory without waiting on the catalog again.
-            guard downSinceNs != nil, now - lastTryNs < 1_000_000_000 else { return nil }
+            guard downSinceNs != nil, elapsed(since: lastTryNs, now: now) < 1_000_000_000 else { return nil }
             return lastGood[key] as? T
         }
         if let known { return known }
@@ -82,7 +83,7 @@ final class ServingCatalog: @unchecked Sendable {
             }
             if let since = recovered {
                 logger.notice("catalog answers again; the mount serves its current versions",
-                              metadata: ["down_for_seconds": "\(Double(now - since) / 1e9)"])
+                              metadata: ["down_for_seconds": "\(Double(elapsed(since: since, now: now)) / 1e9)"])
             }
             return value
         } catch let error as CatalogError where error.code == .transient {
@@ -100,4 +101,6 @@ final class ServingCatalog: @unchecked Sendable {
             return stale
         }
     }
+
+    private func elapsed(since start: UInt64, now: UInt64) -> UInt64 { now > start ? now - start : 0 }
 }

@@ -7,6 +7,7 @@ extension MountFixture {
     convenience init(_ name: String, backstop: Double = 90, backend: StoreBackend = .local) throws {
         var settings = Settings(label: "mount", backstop: backstop)
         settings.backend = backend
+        settings.keepVariable = "MOUNT_TESTS_KEEP"
         try self.init(name, settings: settings)
     }
 
