@@ -24,10 +24,17 @@ case "$action" in
 start)
     mkdir -p "$dir"
     chmod 711 "$dir"
+    # The postgres user must be able to reach its data directory: every parent needs search permission.
+    parent="$(dirname "$(realpath "$dir")")"
+    while [[ "$parent" != / ]]; do
+        [[ -n "$(find "$parent" -maxdepth 0 -perm -o=x)" ]] || chmod o+x "$parent"
+        parent="$(dirname "$parent")"
+    done
     pg_port=$(free_port)
     mkdir -p "$dir/pg"
     chown postgres "$dir/pg"
-    runuser -u postgres -- "$pgbin/initdb" -D "$dir/pg/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1
+    runuser -u postgres -- "$pgbin/initdb" -D "$dir/pg/data" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 ||
+        { echo "initdb failed; see $dir/initdb.log" >&2; exit 1; }
     runuser -u postgres -- "$pgbin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 30 \
         -o "-p $pg_port -k $dir/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
     echo "$pg_port" >"$dir/pg.port"

@@ -22,6 +22,9 @@ struct ExamplesTests {
     @Test("new-version: workspace, plain edits, status, commit, A/B, promote and roll back")
     func newVersion() throws { try runExample("new-version") }
 
+    @Test("cluster: a shared store (S3 + PostgreSQL) on two nodes: prefetch, byte-identical reads, a new version seen at once")
+    func cluster() throws { try runExample("cluster") }
+
     @Test("boot: mount helper, mount -t fuse.assetfs, fstab line, systemd unit, install/uninstall")
     func boot() throws {
         try runExample("boot") {
