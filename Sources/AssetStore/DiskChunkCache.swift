@@ -16,7 +16,10 @@ public final class DiskChunkCache: @unchecked Sendable {
     public let directory: String
     public let capacity: UInt64
     private let lock = Lock()
-    private var used: UInt64 = 0  // Protected by `lock`: this process's estimate, corrected by each eviction scan.
+    /// Protected by `lock`: this process's estimate, corrected by each eviction scan; nil until the first store
+    /// needs it. Scanning at open instead would make every command on a host with a large cache (hundreds of
+    /// thousands of entries) stat each one before doing anything, even one that reads nothing.
+    private var used: UInt64?
 
     public init(directory: String, capacity: UInt64) throws {
         self.directory = directory
@@ -26,7 +29,6 @@ public final class DiskChunkCache: @unchecked Sendable {
             path += "/" + part
             if mkdir(path, 0o700) != 0 && errno != EEXIST { throw StoreError.syscall("mkdir", path: path, errno: errno) }
         }
-        used = entries().reduce(0) { $0 + $1.size }
     }
 
     func path(_ id: ContentHash) -> String {
@@ -66,9 +68,13 @@ public final class DiskChunkCache: @unchecked Sendable {
             unlink(temporary)
             return
         }
+        let known = lock.withLock { used }
+        // The first store of this process measures the directory (outside the lock: it may take a while).
+        let measured = known == nil ? entries().reduce(UInt64(0)) { $0 + $1.size } : nil
         let over = lock.withLock { () -> Bool in
-            used += UInt64(record.count)
-            return used > capacity
+            let total = (used ?? measured ?? 0) + UInt64(record.count)
+            used = total
+            return total > capacity
         }
         if over { evict() }
     }

@@ -78,4 +78,24 @@ struct DiskChunkCacheTests {
             #expect(!FileManager.default.fileExists(atPath: cache.path(chunks[1].id)), "the least recently used entry stayed")
         }
     }
+
+    @Test("a cache opened over entries another process left counts them at its first store: the bound holds across processes")
+    func boundAcrossOpens() throws {
+        try withTemporaryDirectory("disk-cache-reopen") { dir in
+            try FileManager.default.createDirectory(atPath: dir + "/store", withIntermediateDirectories: true)
+            let storage = LocalPackStorage(root: dir + "/store")
+            try storage.createLayout()
+            let chunks = try sealedPack(storage, (0..<8).map { randomBytes(200_000, seed: UInt64(40 + $0)) })
+            // A first "process" fills the cache with 6 entries under a generous bound.
+            let first = ChunkReader(storage: storage, diskCache: try DiskChunkCache(directory: dir + "/cache", capacity: 10_000_000))
+            for i in 0..<6 { _ = try first.read(chunks[i]) }
+            // A second one, bounded at 700 kB, stores two more: it must count the six already there.
+            let cache = try DiskChunkCache(directory: dir + "/cache", capacity: 700_000)
+            #expect(cache.usage().entries == 6)
+            let second = ChunkReader(storage: storage, diskCache: cache)
+            for i in 6..<8 { _ = try second.read(chunks[i]) }
+            let total = regularFiles(under: dir + "/cache").reduce(0) { $0 + ((try? readWhole($1).count) ?? 0) }
+            #expect(total <= 700_000, "\(total) bytes cached, capacity 700000")
+        }
+    }
 }
