@@ -12,6 +12,9 @@ public struct ChunkReader: Sendable {
         self.diskCache = diskCache
     }
 
+    /// Whether this host's disk cache has an entry for chunk `id` (false without a disk cache).
+    public func diskCacheHolds(_ id: ContentHash) -> Bool { diskCache?.contains(id) ?? false }
+
     /// The whole chunk, verified against its SHA-256.
     public func read(_ location: ChunkLocation) throws -> [UInt8] {
         try withRecord(location) { _, raw in try decode(raw, location) }

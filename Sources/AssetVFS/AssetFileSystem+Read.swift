@@ -81,8 +81,9 @@ extension AssetFileSystem {
             let from = Int(position - chunk.offset)
             let to = Int(min(end, chunkEnd) - chunk.offset)
             // Blocks only for a small part of a large chunk: a small chunk costs one read and one check whole.
+            // A chunk in this host's disk cache is read whole from there: its blocks would come from the store.
             if !sequential && to - from < Self.smallRead && chunk.location.rawLength > Self.smallRead
-                && cache.cached(.chunk(chunk.location.id)) == nil {
+                && cache.cached(.chunk(chunk.location.id)) == nil && !repo.reader.diskCacheHolds(chunk.location.id) {
                 try copyBlocks(of: chunk.location, from: from, to: to, into: &out, file: file)
             } else {
                 let bytes = try wholeChunk(chunk.location, file: file)
