@@ -17,11 +17,11 @@ public final class SharedServers: @unchecked Sendable {
     public let s3: S3Server
     public let postgres: PostgresServer
     public let directory: String
-    private var counter = 0  // Protected by `SharedServers.lock`.
 
     private static let lock = NSLock()
     nonisolated(unsafe) private static var current: SharedServers?  // Protected by `lock`.
     nonisolated(unsafe) private static var users = 0  // Protected by `lock`.
+    nonisolated(unsafe) private static var names = 0  // Protected by `lock`.
 
     private init(address: String = "127.0.0.1", namespace: String? = nil) throws {
         var template = Array("/tmp/assetfs-servers-XXXXXX".utf8CString)
@@ -75,11 +75,13 @@ public final class SharedServers: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: last.directory)
     }
 
-    /// A name no other test of this process uses.
+    /// A name no other test of this process uses, on any server: the counter is the process's, not the
+    /// server's, because the registry of environments is keyed by store URL (a per-server counter once gave a
+    /// dedicated server's store and a shared one the same URL, and a test listed the other test's objects).
     public func uniqueName() -> String {
         Self.lock.withLock {
-            counter += 1
-            return "t\(getpid())x\(counter)"
+            Self.names += 1
+            return "t\(getpid())x\(Self.names)"
         }
     }
 
