@@ -24,7 +24,7 @@ public struct Prefetcher: Sendable {
         public var bytesCached: UInt64 = 0
         public var seconds = 0.0
         /// Bytes fetched per second.
-        public var bytesPerSecond: Double { seconds > 0 ? Double(bytesFetched) / seconds : 0 }
+        public var bytesPerSecond = 0.0
     }
 
     /// `progress(done, total)` in stored bytes, called from this thread about ten times a second.
@@ -72,6 +72,7 @@ public struct Prefetcher: Sendable {
         if let failure = state.failure { throw failure }
         (result.chunksFetched, result.bytesFetched, result.chunksCached, result.bytesCached) = state.counts
         result.seconds = Date().timeIntervalSince(started)
+        result.bytesPerSecond = result.seconds > 0 ? Double(result.bytesFetched) / result.seconds : 0
         return result
     }
 }

@@ -5,16 +5,6 @@ import Testing
 import Glibc
 #endif
 
-/// A whole file read with O_DIRECT, so the daemon answers (not the kernel's page cache).
-private func directRead(_ path: String, size: Int) throws -> [UInt8] {
-    let fd = try openRead(path, extraFlags: O_DIRECT_FLAG)
-    defer { close(fd) }
-    let count = max(4096, (size + 4095) / 4096 * 4096)
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 4096)
-    defer { buffer.deallocate() }
-    return Array(try preadFully(fd, offset: 0, count: count, buffer: buffer, path: path).prefix(size))
-}
-
 private func prefetchJSON(_ f: MountFixture, _ ref: String) throws -> [String: Any] {
     let r = try f.cliOK(["prefetch", ref, "--json"])
     guard let object = try JSONSerialization.jsonObject(with: r.stdout) as? [String: Any] else {

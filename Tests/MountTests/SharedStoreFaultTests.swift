@@ -5,16 +5,6 @@ import Testing
 import Glibc
 #endif
 
-/// A whole file read with O_DIRECT, so the daemon answers (not the kernel's page cache).
-private func directRead(_ path: String, size: Int) throws -> [UInt8] {
-    let fd = try openRead(path, extraFlags: O_DIRECT_FLAG)
-    defer { close(fd) }
-    let count = max(4096, (size + 4095) / 4096 * 4096)
-    let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 4096)
-    defer { buffer.deallocate() }
-    return try preadFully(fd, offset: 0, count: count, buffer: buffer, path: path)
-}
-
 /// A shared store whose servers this test alone uses, so it may stop and pause them.
 private func faultFixture(_ name: String) throws -> MountFixture {
     var settings = MountFixture.Settings(label: "mount", backstop: 150)

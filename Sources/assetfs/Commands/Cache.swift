@@ -20,18 +20,6 @@ struct Prefetch: ParsableCommand {
     @Argument(help: "The version (data, data@v12, data@prod) or a path in it (data@v12:shards).") var ref: String
     @Option(help: "Fetches in flight.") var jobs = 16
 
-    struct PrefetchJSON: Encodable {
-        let ref: String
-        let files: Int
-        let chunks: Int
-        let chunksFetched: Int
-        let bytesFetched: UInt64
-        let chunksCached: Int
-        let bytesCached: UInt64
-        let seconds: Double
-        let bytesPerSecond: Double
-    }
-
     func validate() throws {
         guard (1...256).contains(jobs) else { throw ValidationError("invalid --jobs \(jobs): give 1 to 256") }
     }
@@ -47,9 +35,7 @@ struct Prefetch: ParsableCommand {
         }
         if show { ProgressBar.finish() }
         if output.json {
-            try printJSON(PrefetchJSON(ref: r.ref, files: r.files, chunks: r.chunks, chunksFetched: r.chunksFetched,
-                                       bytesFetched: r.bytesFetched, chunksCached: r.chunksCached, bytesCached: r.bytesCached,
-                                       seconds: r.seconds, bytesPerSecond: r.bytesPerSecond))
+            try printJSON(r)
         } else if !store.quiet {
             print("prefetched \(r.ref): \(r.files) files, \(r.chunks) chunks; fetched \(Format.bytes(r.bytesFetched)), "
                   + "\(Format.bytes(r.bytesCached)) already cached; "

@@ -34,3 +34,13 @@ func preadFully(_ fd: Int32, offset: Int, count: Int, buffer: UnsafeMutableRawPo
     }
     return Array(UnsafeRawBufferPointer(start: buffer, count: done))
 }
+
+/// A whole file (`size` bytes) read with O_DIRECT, so the daemon answers rather than the kernel's page cache.
+func directRead(_ path: String, size: Int) throws -> [UInt8] {
+    let fd = try openRead(path, extraFlags: O_DIRECT_FLAG)
+    defer { close(fd) }
+    let count = max(4096, (size + 4095) / 4096 * 4096)
+    let buffer = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 4096)
+    defer { buffer.deallocate() }
+    return Array(try preadFully(fd, offset: 0, count: count, buffer: buffer, path: path).prefix(size))
+}
