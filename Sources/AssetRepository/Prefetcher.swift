@@ -36,7 +36,7 @@ public struct Prefetcher: Sendable {
         let version = try repo.catalog.resolve(ref)
         let tree = VersionTree(catalog: repo.catalog, version: version)
         let files = try tree.fileIDs(at: ref.path)
-        let chunks = try tree.chunks(of: files)
+        let chunks = Self.inPackOrder(try tree.chunks(of: files))
         var result = Result()
         result.ref = "\(version.asset)@v\(version.number)" + (ref.path.isEmpty ? "" : ":" + ref.path.joined(separator: "/"))
         result.files = files.count
@@ -55,7 +55,8 @@ public struct Prefetcher: Sendable {
                         continue
                     }
                     do {
-                        _ = try repo.reader.verifiedRecord(location)  // Stored in the disk cache once proven.
+                        // Stored in the disk cache once proven; neighbours in the pack come in one request.
+                        _ = try repo.reader.verifiedRecord(location, inOrder: true)
                         state.record(location, fetched: true)
                     } catch {
                         state.fail(error)
@@ -74,6 +75,19 @@ public struct Prefetcher: Sendable {
         result.seconds = Date().timeIntervalSince(started)
         result.bytesPerSecond = result.seconds > 0 ? Double(result.bytesFetched) / result.seconds : 0
         return result
+    }
+}
+
+extension Prefetcher {
+    /// The chunks sorted by their place in the packs (packs in the order they first appear), so that the
+    /// threads take neighbouring records together and share each segment request.
+    static func inPackOrder(_ chunks: [ChunkLocation]) -> [ChunkLocation] {
+        var rank: [ContentHash: Int] = [:]
+        for chunk in chunks where rank[chunk.pack] == nil { rank[chunk.pack] = rank.count }
+        return chunks.sorted { a, b in
+            let ra = rank[a.pack]!, rb = rank[b.pack]!
+            return ra != rb ? ra < rb : a.offset < b.offset
+        }
     }
 }
 

@@ -49,9 +49,10 @@ public final class Repository: Sendable {
     /// A store assembled from backends the caller built (`create` and `open` build the local ones); also how a
     /// test puts a decorator around a backend.
     /// `diskCache`: where chunks fetched from a remote pack store are kept on this host (nil for a local store).
+    /// `segments`: large reads of `storage` for readers that go through packs in order (nil for a local store).
     public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog, hostDirectory: String? = nil,
-                diskCache: DiskChunkCache? = nil, defaultGracePeriod: Double = 0, readAhead: Int = 6,
-                readAheadFiles: Int = 0) {
+                diskCache: DiskChunkCache? = nil, segments: SegmentedPackReader? = nil, defaultGracePeriod: Double = 0,
+                readAhead: Int = 6, readAheadFiles: Int = 0) {
         self.root = root
         self.defaultGracePeriod = defaultGracePeriod
         self.readAhead = readAhead
@@ -60,7 +61,7 @@ public final class Repository: Sendable {
         self.config = config
         self.storage = storage
         self.catalog = catalog
-        self.reader = ChunkReader(storage: storage, diskCache: diskCache)
+        self.reader = ChunkReader(storage: storage, diskCache: diskCache, segments: segments)
     }
 
     /// Creates a new local store in `root`, which must be missing or an empty directory. (Stores of every kind:

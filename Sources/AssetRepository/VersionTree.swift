@@ -88,7 +88,7 @@ public struct FileContentReader: Sendable {
         var hasher = StreamingHasher()
         var total: UInt64 = 0
         for chunk in try repo.catalog.fileChunks(fileID) {
-            let bytes = try repo.reader.read(chunk.location)
+            let bytes = try repo.reader.read(chunk.location, inOrder: true)
             try bytes.withUnsafeBytes { raw in
                 hasher.update(raw)
                 try sink(raw)

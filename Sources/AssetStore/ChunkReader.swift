@@ -5,27 +5,34 @@ public struct ChunkReader: Sendable {
     public let storage: PackStorage
     /// Whole records fetched from a remote store, kept on this host's disk (nil for local packs).
     public let diskCache: DiskChunkCache?
+    /// Large aligned reads for readers that go through a remote pack in order (nil: every read is exact, as
+    /// suits a local disk).
+    public let segments: SegmentedPackReader?
     private let decompressors = DecompressorPool()
 
-    public init(storage: PackStorage, diskCache: DiskChunkCache? = nil) {
+    public init(storage: PackStorage, diskCache: DiskChunkCache? = nil, segments: SegmentedPackReader? = nil) {
         self.storage = storage
         self.diskCache = diskCache
+        self.segments = segments
     }
 
     /// Whether this host's disk cache has an entry for chunk `id` (false without a disk cache).
     public func diskCacheHolds(_ id: ContentHash) -> Bool { diskCache?.contains(id) ?? false }
 
     /// The whole chunk, verified against its SHA-256.
-    public func read(_ location: ChunkLocation) throws -> [UInt8] {
-        try withRecord(location) { _, raw in try decode(raw, location) }
+    ///
+    /// `inOrder` (here and below): the caller goes on to the chunks stored after this one (a sequential reader's
+    /// read-ahead, a prefetch), so a remote record is read through `segments`.
+    public func read(_ location: ChunkLocation, inOrder: Bool = false) throws -> [UInt8] {
+        try withRecord(location, inOrder: inOrder) { _, raw in try decode(raw, location) }
     }
 
     /// The whole chunk, verified, as a slice of the buffer it was read into. For an all-raw record (float
     /// tensors, compressed files) the plain bytes are the record's payload, so they are verified and returned
     /// in place instead of being copied: a commit that streams a large base file through this saves one copy of
     /// every byte. Other records are decoded as by `read`.
-    public func readSlice(_ location: ChunkLocation) throws -> ArraySlice<UInt8> {
-        try withRecord(location) { record, raw in
+    public func readSlice(_ location: ChunkLocation, inOrder: Bool = false) throws -> ArraySlice<UInt8> {
+        try withRecord(location, inOrder: inOrder) { record, raw in
             if let payload = try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength,
                                                         tableHash: location.tableHash) {
                 return record[payload]
@@ -36,8 +43,8 @@ public struct ChunkReader: Sendable {
 
     /// A chunk's stored record (compressed as it is in its pack), exactly the bytes that were proven against the
     /// chunk's hash. What gc copies into a new pack: copying a second read instead would copy bytes nobody checked.
-    public func verifiedRecord(_ location: ChunkLocation) throws -> [UInt8] {
-        try withRecord(location) { record, raw in
+    public func verifiedRecord(_ location: ChunkLocation, inOrder: Bool = false) throws -> [UInt8] {
+        try withRecord(location, inOrder: inOrder) { record, raw in
             if try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength, tableHash: location.tableHash) == nil {
                 _ = try decode(raw, location)
             }
@@ -48,8 +55,9 @@ public struct ChunkReader: Sendable {
     /// Reads a chunk's whole record and runs `body` on it; damage is reported with the pack and offset. Every
     /// `body` verifies the record against the chunk's hash (that is what makes a disk-cache entry trustworthy):
     /// a cached record is proven again before use, and a record from storage is cached only once proven.
-    private func withRecord<T>(_ location: ChunkLocation, _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
-        guard let diskCache else { return try fetchRecord(location, body) }
+    private func withRecord<T>(_ location: ChunkLocation, inOrder: Bool,
+                               _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
+        guard let diskCache else { return try fetchRecord(location, inOrder: inOrder, body) }
         if let cached = diskCache.record(location.id, length: location.length) {
             do {
                 return try cached.withUnsafeBytes { try body(cached, $0) }
@@ -58,7 +66,7 @@ public struct ChunkReader: Sendable {
             }
         }
         var verified: [UInt8]?
-        let result = try fetchRecord(location) { record, raw in
+        let result = try fetchRecord(location, inOrder: inOrder) { record, raw in
             let value = try body(record, raw)
             verified = record
             return value
@@ -67,8 +75,12 @@ public struct ChunkReader: Sendable {
         return result
     }
 
-    private func fetchRecord<T>(_ location: ChunkLocation, _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
-        let record = try uninitializedBytes(location.length) { try storage.read(location.pack, at: location.offset, into: $0) }
+    private func fetchRecord<T>(_ location: ChunkLocation, inOrder: Bool,
+                                _ body: ([UInt8], UnsafeRawBufferPointer) throws -> T) throws -> T {
+        let record = try uninitializedBytes(location.length) {
+            if inOrder, let segments { return try segments.read(location.pack, at: location.offset, into: $0) }
+            return try storage.read(location.pack, at: location.offset, into: $0)
+        }
         guard record.count == location.length else {
             throw StoreError.corrupt("chunk \(location.id.short) in pack \(storage.describe(location.pack)): pack is truncated")
         }

@@ -86,7 +86,7 @@ extension AssetFileSystem {
                 && cache.cached(.chunk(chunk.location.id)) == nil && !repo.reader.diskCacheHolds(chunk.location.id) {
                 try copyBlocks(of: chunk.location, from: from, to: to, into: &out, file: file)
             } else {
-                let bytes = try wholeChunk(chunk.location, file: file)
+                let bytes = try wholeChunk(chunk.location, file: file, inOrder: sequential)
                 out.append(bytes[(bytes.startIndex + from)..<(bytes.startIndex + to)])
             }
             position = min(end, chunkEnd)
@@ -95,9 +95,9 @@ extension AssetFileSystem {
         return out
     }
 
-    private func wholeChunk(_ location: ChunkLocation, file: OpenFile) throws -> ArraySlice<UInt8> {
+    private func wholeChunk(_ location: ChunkLocation, file: OpenFile, inOrder: Bool) throws -> ArraySlice<UInt8> {
         let value = try guarded(location, file: file) { at in
-            try cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(at)) }
+            try cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(at, inOrder: inOrder)) }
         }
         guard case .bytes(let bytes) = value else { throw VFSError.io }
         return bytes
@@ -166,7 +166,7 @@ extension AssetFileSystem {
             if cache.contains(.chunk(location.id)) { continue }
             DispatchQueue.global().async { [self] in
                 // Safe to drop errors: the reader that needs this chunk loads it again and reports the error.
-                _ = try? cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(location)) }
+                _ = try? cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(location, inOrder: true)) }
             }
         }
     }

@@ -41,7 +41,9 @@ public final class AssetFileSystem: @unchecked Sendable {
     public init(repo: Repository, cacheBytes: Int, logger: Logger, versionsOnly: Bool = false) {
         self.repo = repo
         self.catalog = ServingCatalog(repo.catalog, logger: logger)
-        self.cache = ChunkCache(capacity: cacheBytes)
+        // `cacheBytes` is all the memory for bytes read: segments of packs being read in order come out of it.
+        let segments = repo.reader.segments?.budgetBytes ?? 0
+        self.cache = ChunkCache(capacity: max(cacheBytes / 2, cacheBytes - segments))
         self.directoryReadAhead = DirectoryReadAhead(depth: repo.readAheadFiles)
         self.logger = logger
         self.versionsOnly = versionsOnly

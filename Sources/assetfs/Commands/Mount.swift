@@ -25,7 +25,7 @@ struct Mount: ParsableCommand {
         without asking the daemon, so many small files read faster).
         """)
     var options: [String] = []
-    @Option(help: "Memory for decompressed chunks, e.g. 256M, 1G (shared stores also keep a disk cache: --disk-cache-size).") var cacheSize = "256M"
+    @Option(help: "Memory for chunks read, e.g. 256M, 1G (on a shared store 32M of it holds pack ranges being fetched; shared stores also keep a disk cache: --disk-cache-size).") var cacheSize = "256M"
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Flag(help: .hidden) var syslog = false
 
