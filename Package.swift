@@ -11,6 +11,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // Thin system-library targets: one per C library, each a modulemap plus a shim header.
@@ -21,14 +24,21 @@ let package = Package(
         .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
 
         // Bytes: chunker, hashing, codec, pack files, the PackStorage protocol and its local backend.
+        // Metrics are counted through swift-metrics (a facade, as swift-log is for logs): no-ops unless a
+        // process bootstraps a backend (the mount's AssetTelemetry does).
         .target(name: "AssetStore", dependencies: [
             "CZstd",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // Packs on S3-compatible object storage: a second PackStorage, signed requests through libcurl.
-        .target(name: "AssetObjectStore", dependencies: ["CCurl", "AssetStore"]),
+        .target(name: "AssetObjectStore", dependencies: [
+            "CCurl", "AssetStore", .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         // The catalog of shared stores on PostgreSQL through libpq: a second Catalog.
-        .target(name: "AssetPostgres", dependencies: ["CPostgres", "AssetStore", "AssetCatalog"]),
+        .target(name: "AssetPostgres", dependencies: [
+            "CPostgres", "AssetStore", "AssetCatalog", .product(name: "Metrics", package: "swift-metrics"),
+        ]),
         // Assets, versions, trees, tags, audit: the Catalog protocol and its SQLite implementation.
         .target(name: "AssetCatalog", dependencies: ["CSQLite", "AssetStore"]),
         // Operations over store + catalog: import, export, verify, diff, gc.
@@ -42,14 +52,23 @@ let package = Package(
         .target(name: "AssetVFS", dependencies: [
             "AssetRepository",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
         ]),
         // The only importer of CFUSE3: translation of kernel requests into VFS calls.
         .target(name: "AssetFUSE", dependencies: [
             "CFUSE3", "AssetVFS",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ]),
+        // A mount's metrics in the Prometheus text format (swift-prometheus), served over HTTP (FlyingFox) on a
+        // UNIX socket for `assetfs stats --mount`, and on a TCP address when asked (--metrics).
+        .target(name: "AssetTelemetry", dependencies: [
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "FlyingFox", package: "FlyingFox"),
         ]),
         .executableTarget(name: "assetfs", dependencies: [
-            "AssetStore", "AssetCatalog", "AssetRepository", "AssetSharedStore", "AssetVFS", "AssetFUSE",
+            "AssetStore", "AssetCatalog", "AssetRepository", "AssetSharedStore", "AssetVFS", "AssetFUSE", "AssetTelemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -65,6 +84,10 @@ let package = Package(
         .testTarget(name: "AssetObjectStoreTests", dependencies: ["AssetObjectStore", "AssetStore", "AssetTestSupport"]),
         .testTarget(name: "AssetPostgresTests", dependencies: ["AssetPostgres", "AssetCatalog", "AssetTestSupport"]),
         .testTarget(name: "AssetVFSTests", dependencies: ["AssetVFS"]),
+        .testTarget(name: "AssetTelemetryTests", dependencies: [
+            "AssetTelemetry", .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
         .testTarget(name: "AssetRepositoryTests", dependencies: ["AssetRepository", "AssetTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["AssetStore", "AssetTestSupport"]),
         .testTarget(name: "MountTests", dependencies: ["AssetStore", "AssetTestSupport"]),

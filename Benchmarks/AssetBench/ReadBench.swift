@@ -77,7 +77,7 @@ enum ReadBench {
         for sub in ["src", "store", "borg", "restic", "cache", "logs", "export", "tiny", "mnt"] {
             try FileIO.removeIfPresent(work + "/" + sub)
         }
-        for sub in ["logs", "cache", "tiny", "export", "mnt/assetfs", "mnt/assetfs-ro", "mnt/borg", "mnt/restic"] { try FileIO.makeDirectory(work + "/" + sub) }
+        for sub in ["logs", "cache", "tiny", "export", "mnt/assetfs", "mnt/assetfs-ro", "mnt/assetfs-nometrics", "mnt/borg", "mnt/restic"] { try FileIO.makeDirectory(work + "/" + sub) }
         let runner = CommandRunner(logDirectory: work + "/logs", environment: peerEnvironment(work: work))
         let store = work + "/store", src = work + "/src"
 
@@ -137,10 +137,14 @@ enum ReadBench {
         // The same store mounted versions-only: the kernel opens files without asking the daemon.
         let assetfsReadOnly = AssetfsMountTarget(name: "assetfs-ro", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-ro",
                                                  cacheSize: options.cacheSize, extra: ["-o", "ro"], runner: runner)
+        // The default mount with metrics not counted at all: what counting them costs.
+        let assetfsNoMetrics = AssetfsMountTarget(name: "assetfs-nometrics", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-nometrics",
+                                                  cacheSize: options.cacheSize, extra: ["--metrics", "off"], runner: runner)
         let targets: [any ReadTarget] = [
             NativeTarget(root: exportRoot),
             assetfsMount,
             assetfsReadOnly,
+            assetfsNoMetrics,
             PeerMountTarget(name: "borg", executable: borg, arguments: ["mount", "-f", "\(work)/borg::v\(version)", mnt + "/borg"],
                             mountpoint: mnt + "/borg", root: mnt + "/borg" + src, runner: runner),
             PeerMountTarget(name: "restic", executable: restic, arguments: ["mount", "--repo", work + "/restic", mnt + "/restic"],

@@ -1,6 +1,6 @@
 /// The read benchmark's markdown: every figure per target, then the targets judged from those figures only.
 struct ReadReport {
-    static let order = ["native", "assetfs", "assetfs-ro", "borg", "restic"]
+    static let order = ["native", "assetfs", "assetfs-ro", "assetfs-nometrics", "borg", "restic"]
 
     let layout: DataSetLayout
     let version: Int
@@ -97,6 +97,13 @@ struct ReadReport {
                    peak.map { fixed($0, 1) + " MiB" } ?? "n/a", verdict(peak.flatMap { p in budget.map { p <= $0 } })])
             t.add(["content = native", mount, contentMatches(a) ? "same" : "DIFFERENT", verdict(contentMatches(a))])
         }
+        // Metrics cost: the default mount (metrics counted) against the same mount with `--metrics off`.
+        if let on = results["assetfs"], let off = results["assetfs-nometrics"] {
+            for (what, seconds) in [("cold", { (r: TargetResult) in r.coldSequential }), ("warm", { (r: TargetResult) in r.warmSequential })] {
+                let x = ratio(mbps(seconds(on)), mbps(seconds(off)))
+                t.add(["metrics on vs `--metrics off`, \(what) sequential >= 0.97x", "default", times(x), verdict(x.map { $0 >= 0.97 })])
+            }
+        }
         let warmMedian = median(startWarm)
         t.add(["mount start <= 100 ms, \(storeVersions) versions (median of \(startWarm.count) warm)", "default",
                ms(warmMedian), verdict(warmMedian.map { $0 <= 0.1 })])
@@ -125,6 +132,7 @@ struct ReadReport {
         case "native": "native (ext4 export)"
         case "assetfs": "assetfs mount"
         case "assetfs-ro": "assetfs mount -o ro"
+        case "assetfs-nometrics": "assetfs mount --metrics off"
         case "borg": "borg mount"
         case "restic": "restic mount"
         default: name

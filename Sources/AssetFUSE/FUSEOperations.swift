@@ -1,5 +1,6 @@
 import AssetVFS
 import CFUSE3
+import Dispatch
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -11,13 +12,17 @@ private func fs(_ req: fuse_req_t?) -> AssetFileSystem {
     Unmanaged<AssetFileSystem>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
 }
 
-/// Runs `body`; a thrown VFSError becomes its errno, anything else EIO.
-private func answer(_ req: fuse_req_t?, _ body: () throws -> Void) {
+/// Runs `body`; a thrown VFSError becomes its errno, anything else EIO. Counted and timed per operation.
+private func answer(_ req: fuse_req_t?, _ operation: FUSEOperation, _ body: () throws -> Void) {
+    let started = DispatchTime.now().uptimeNanoseconds
+    defer { FUSEMetrics.durations[operation.rawValue].recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- started)) }
     do {
         try body()
     } catch let error as VFSError {
+        FUSEMetrics.failed(operation, errno: error.errno)
         fuse_reply_err(req, error.errno)
     } catch {
+        FUSEMetrics.failed(operation, errno: EIO)
         fuse_reply_err(req, EIO)
     }
 }
@@ -26,7 +31,7 @@ enum FUSEOperations {
     static func make() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
         ops.lookup = { req, parent, name in
-            answer(req) {
+            answer(req, .lookup) {
                 var e = KernelTypes.entryParam(try fs(req).lookup(parent: UInt64(parent), name: KernelTypes.name(name!)))
                 fuse_reply_entry(req, &e)
             }
@@ -41,20 +46,20 @@ enum FUSEOperations {
             fuse_reply_none(req)
         }
         ops.getattr = { req, ino, _ in
-            answer(req) {
+            answer(req, .getattr) {
                 let e = try fs(req).attributes(UInt64(ino))
                 var st = KernelTypes.stat(e.attributes)
                 fuse_reply_attr(req, &st, e.cache.attributeSeconds)
             }
         }
         ops.readlink = { req, ino in
-            answer(req) {
+            answer(req, .readlink) {
                 let target = try fs(req).readlink(UInt64(ino)).map { CChar(bitPattern: $0) } + [0]
                 fuse_reply_readlink(req, target)
             }
         }
         ops.open = { req, ino, fi in
-            answer(req) {
+            answer(req, .open) {
                 let vfs = fs(req)
                 // ENOSYS tells the kernel to open every file of this mount itself from now on (no_open): it keeps
                 // the page cache across opens and sends no release. Reads then carry handle 0.
@@ -69,11 +74,12 @@ enum FUSEOperations {
             }
         }
         ops.read = { req, ino, size, offset, fi in
-            answer(req) {
+            answer(req, .read) {
                 let vfs = fs(req), handle = fi!.pointee.fh
                 let bytes = handle == 0 && vfs.servesOpensInKernel
                     ? try vfs.read(inode: UInt64(ino), offset: UInt64(offset), count: size)
                     : try vfs.read(handle, offset: UInt64(offset), count: size)
+                FUSEMetrics.readBytes.increment(by: bytes.count)
                 FUSEOperations.reply(req, bytes)
             }
         }
@@ -82,17 +88,17 @@ enum FUSEOperations {
             fuse_reply_err(req, 0)
         }
         ops.opendir = { req, ino, fi in
-            answer(req) {
+            answer(req, .opendir) {
                 fi!.pointee.fh = try fs(req).openDirectory(UInt64(ino))
                 fi!.pointee.cache_readdir = 0
                 fuse_reply_open(req, fi)
             }
         }
         ops.readdir = { req, _, size, offset, fi in
-            answer(req) { try FUSEOperations.readDirectory(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: false) }
+            answer(req, .readdir) { try FUSEOperations.readDirectory(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: false) }
         }
         ops.readdirplus = { req, _, size, offset, fi in
-            answer(req) { try FUSEOperations.readDirectory(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: true) }
+            answer(req, .readdirplus) { try FUSEOperations.readDirectory(req, size: size, offset: offset, handle: fi!.pointee.fh, plus: true) }
         }
         ops.releasedir = { req, _, fi in
             fs(req).releaseDirectory(fi!.pointee.fh)
@@ -112,13 +118,13 @@ enum FUSEOperations {
             fuse_reply_statfs(req, &st)
         }
         ops.getxattr = { req, ino, name, size in
-            answer(req) {
+            answer(req, .getxattr) {
                 let value = try fs(req).extendedAttribute(UInt64(ino), name: String(cString: name!))
                 try FUSEOperations.replyXattr(req, value, size: size)
             }
         }
         ops.listxattr = { req, ino, size in
-            answer(req) {
+            answer(req, .listxattr) {
                 let names = try fs(req).extendedAttributeNames(UInt64(ino))
                 try FUSEOperations.replyXattr(req, names.flatMap { Array($0.utf8) + [0] }, size: size)
             }
@@ -187,7 +193,7 @@ enum FUSEOperations {
     /// Changes: applied inside workspaces; EROFS on version paths (the VFS decides).
     static func installWrites(_ ops: inout fuse_lowlevel_ops) {
         ops.create = { req, parent, name, mode, fi in
-            answer(req) {
+            answer(req, .create) {
                 let ctx = fuse_req_ctx(req)!.pointee
                 let (entry, handle) = try fs(req).create(parent: UInt64(parent), name: KernelTypes.name(name!), mode: mode,
                                                          flags: fi!.pointee.flags, uid: ctx.uid, gid: ctx.gid)
@@ -197,7 +203,7 @@ enum FUSEOperations {
             }
         }
         ops.mknod = { req, parent, name, mode, _ in
-            answer(req) {
+            answer(req, .mknod) {
                 // Special files: EROFS on versions (the VFS decides), otherwise unsupported.
                 guard mode & S_IFMT == S_IFREG else { try fs(req).refuseSpecialFile(parent: UInt64(parent)) }
                 let ctx = fuse_req_ctx(req)!.pointee
@@ -209,7 +215,7 @@ enum FUSEOperations {
             }
         }
         ops.mkdir = { req, parent, name, mode in
-            answer(req) {
+            answer(req, .mkdir) {
                 let ctx = fuse_req_ctx(req)!.pointee
                 var e = KernelTypes.entryParam(try fs(req).makeDirectory(parent: UInt64(parent), name: KernelTypes.name(name!),
                                                                          mode: mode, uid: ctx.uid, gid: ctx.gid))
@@ -217,7 +223,7 @@ enum FUSEOperations {
             }
         }
         ops.symlink = { req, target, parent, name in
-            answer(req) {
+            answer(req, .symlink) {
                 let ctx = fuse_req_ctx(req)!.pointee
                 var e = KernelTypes.entryParam(try fs(req).makeSymlink(parent: UInt64(parent), name: KernelTypes.name(name!),
                                                                        target: KernelTypes.name(target!), uid: ctx.uid, gid: ctx.gid))
@@ -225,32 +231,32 @@ enum FUSEOperations {
             }
         }
         ops.link = { req, ino, parent, name in
-            answer(req) {
+            answer(req, .link) {
                 var e = KernelTypes.entryParam(try fs(req).makeLink(UInt64(ino), newParent: UInt64(parent), newName: KernelTypes.name(name!)))
                 fuse_reply_entry(req, &e)
             }
         }
         ops.unlink = { req, parent, name in
-            answer(req) {
+            answer(req, .unlink) {
                 try fs(req).remove(parent: UInt64(parent), name: KernelTypes.name(name!), directory: false)
                 fuse_reply_err(req, 0)
             }
         }
         ops.rmdir = { req, parent, name in
-            answer(req) {
+            answer(req, .rmdir) {
                 try fs(req).remove(parent: UInt64(parent), name: KernelTypes.name(name!), directory: true)
                 fuse_reply_err(req, 0)
             }
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
-            answer(req) {
+            answer(req, .rename) {
                 try fs(req).rename(parent: UInt64(parent), name: KernelTypes.name(name!), newParent: UInt64(newParent),
                                    newName: KernelTypes.name(newName!), flags: flags)
                 fuse_reply_err(req, 0)
             }
         }
         ops.setattr = { req, ino, attr, toSet, _ in
-            answer(req) {
+            answer(req, .setattr) {
                 let st = attr!.pointee
                 var changes = AttributeChanges()
                 if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = st.st_mode & 0o7777 }
@@ -270,13 +276,13 @@ enum FUSEOperations {
             }
         }
         ops.write = { req, _, buf, size, offset, fi in
-            answer(req) {
+            answer(req, .write) {
                 let n = try fs(req).write(fi!.pointee.fh, offset: UInt64(offset), data: UnsafeRawBufferPointer(start: buf, count: size))
                 fuse_reply_write(req, n)
             }
         }
         ops.flush = { req, _, fi in
-            answer(req) {
+            answer(req, .flush) {
                 // Files the kernel opened itself have nothing to flush; ENOSYS stops the flush sent on every close.
                 if fs(req).servesOpensInKernel { throw VFSError(ENOSYS) }
                 try fs(req).flush(fi!.pointee.fh, durable: false)
@@ -284,23 +290,28 @@ enum FUSEOperations {
             }
         }
         ops.fsync = { req, _, _, fi in
-            answer(req) {
+            answer(req, .fsync) {
                 try fs(req).flush(fi!.pointee.fh, durable: true)
                 fuse_reply_err(req, 0)
             }
         }
         ops.setxattr = { req, ino, name, value, size, flags in
-            answer(req) {
+            answer(req, .setxattr) {
                 let bytes = size > 0 ? Array(UnsafeRawBufferPointer(start: value, count: size)) : []
                 try fs(req).setExtendedAttribute(UInt64(ino), name: String(cString: name!), value: bytes, flags: flags)
                 fuse_reply_err(req, 0)
             }
         }
         ops.removexattr = { req, ino, name in
-            answer(req) {
+            answer(req, .removexattr) {
                 try fs(req).removeExtendedAttribute(UInt64(ino), name: String(cString: name!))
                 fuse_reply_err(req, 0)
             }
         }
     }
+}
+
+/// The requests counted in metrics (label `operation`): those answered through `answer`.
+enum FUSEOperation: Int, CaseIterable {
+    case lookup, getattr, readlink, open, read, opendir, readdir, readdirplus, getxattr, listxattr, create, mknod, mkdir, symlink, link, unlink, rmdir, rename, setattr, write, flush, fsync, setxattr, removexattr
 }

@@ -183,14 +183,18 @@ final class S3Client: @unchecked Sendable {
         default: _ = assetfs_curl_set_string(handle, CURLOPT_CUSTOMREQUEST, method)
         }
 
+        let started = DispatchTime.now().uptimeNanoseconds
         let rc = curl_easy_perform(handle)
+        let status = rc == CURLE_OK ? assetfs_curl_response_code(handle) : 0
+        ObjectStoreMetrics.request(method, status: status, nanoseconds: DispatchTime.now().uptimeNanoseconds &- started,
+                                   received: context.receivedBytes, sent: Int(context.uploaded))
         if rc != CURLE_OK {
             if let failure = context.failure { throw failure }
             let text = String(cString: curl_easy_strerror(rc))
             throw StoreError(Self.transient(rc) ? .transient : .failure, "S3 \(method) \(target): \(text)")
         }
         healthy = true
-        return S3Response(status: assetfs_curl_response_code(handle), body: context.body, headers: context.headers)
+        return S3Response(status: status, body: context.body, headers: context.headers)
     }
 
     /// The failure for a non-2xx answer to `method` on `key`, with S3's code, the endpoint and what to do.
@@ -283,6 +287,9 @@ private final class TransferContext {
         }
         return bytes.count
     }
+
+    /// Body bytes received, wherever they went.
+    var receivedBytes: Int { downloaded + body.count }
 
     func header(_ bytes: UnsafeRawBufferPointer) {
         let line = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -92,6 +92,7 @@ public final class PostgresConnection {
 
     /// Runs one or more statements without parameters or results (migrations, BEGIN, COMMIT).
     public func execute(_ sql: String) throws {
+        CatalogMetrics.queries.increment()
         guard let result = PQexec(handle, sql) else { throw connectionLost("executing SQL") }
         defer { PQclear(result) }
         let status = PQresultStatus(result)
@@ -101,6 +102,7 @@ public final class PostgresConnection {
     /// Runs one statement with `$1...` parameters; returns its rows.
     @discardableResult
     public func query(_ sql: String, _ parameters: [PGValue] = []) throws -> [[PGValue]] {
+        CatalogMetrics.queries.increment()
         // Binary parameters: every value is kept alive in `storage` until PQexecParams returns.
         var storage: [[UInt8]] = []
         var types: [Oid] = []

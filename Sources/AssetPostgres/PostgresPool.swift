@@ -29,12 +29,24 @@ final class PostgresPool: @unchecked Sendable {
 
     /// Runs `body` on a connection of its own; a connection that broke during `body` is not reused.
     func with<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        let connection = try take()
+        let started = DispatchTime.now().uptimeNanoseconds
+        defer { CatalogMetrics.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds &- started)) }
+        let connection: PostgresConnection
+        do {
+            connection = try take()
+        } catch {
+            CatalogMetrics.failed.increment()
+            CatalogMetrics.errors.increment()
+            throw error
+        }
         do {
             let value = try body(connection)
             give(connection)
+            CatalogMetrics.ok.increment()
             return value
         } catch {
+            CatalogMetrics.failed.increment()
+            CatalogMetrics.errors.increment()
             if connection.isHealthy { give(connection) }
             throw error
         }
@@ -51,6 +63,7 @@ final class PostgresPool: @unchecked Sendable {
                 return try with(body)
             } catch let error as CatalogError where error.code == .transient && attempt < 6 {
                 attempt += 1
+                CatalogMetrics.retries.increment()
                 // Jitter keeps hosts that failed together from retrying in step.
                 usleep(useconds_t(delay * Double.random(in: 0.5...1.5) * 1_000_000))
                 delay = min(delay * 2, 1.0)

@@ -20,6 +20,9 @@ public struct SharedStoreSettings: Sendable {
     /// mount then answers EIO). Each try gets half, and no retry starts after the other half.
     public var ioTimeout: Double = 30
     public var environment: [String: String]
+    /// Told of each retried object-store call (what failed, where, and when it is tried again): a mount logs
+    /// these, rate-limited. Commands leave it nil; their final error says the rest.
+    public var onRetry: (@Sendable (String) -> Void)?
 
     public static let defaultDiskCacheBytes: UInt64 = 10 << 30
 
@@ -181,7 +184,7 @@ enum SharedStore {
                                        capacity: settings.diskCacheBytes ?? SharedStoreSettings.defaultDiskCacheBytes)
         var retry = RetryPolicy()
         retry.totalTime = settings.ioTimeout / 2
-        let retrying = RetryingPackStorage(storage, policy: retry)
+        let retrying = RetryingPackStorage(storage, policy: retry, onRetry: settings.onRetry)
         return Repository(root: url, config: marker.config, storage: retrying, catalog: catalog,
                           hostDirectory: hostDirectory, diskCache: cache, segments: SegmentedPackReader(storage: retrying, segmentSize: segmentSize, capacity: segmentsHeld),
                           defaultGracePeriod: gracePeriod,

@@ -60,11 +60,16 @@ public struct ChunkReader: Sendable {
         guard let diskCache else { return try fetchRecord(location, inOrder: inOrder, body) }
         if let cached = diskCache.record(location.id, length: location.length) {
             do {
-                return try cached.withUnsafeBytes { try body(cached, $0) }
+                let value = try cached.withUnsafeBytes { try body(cached, $0) }
+                StoreMetrics.diskHits.increment()
+                StoreMetrics.diskReadBytes.increment(by: cached.count)
+                return value
             } catch let error as StoreError where error.code == .corrupt {
+                StoreMetrics.diskDamaged.increment()
                 diskCache.discard(location.id)  // Damaged on this host's disk: fetched again below, never served.
             }
         }
+        StoreMetrics.diskMisses.increment()
         var verified: [UInt8]?
         let result = try fetchRecord(location, inOrder: inOrder) { record, raw in
             let value = try body(record, raw)

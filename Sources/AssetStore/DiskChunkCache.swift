@@ -24,6 +24,7 @@ public final class DiskChunkCache: @unchecked Sendable {
     public init(directory: String, capacity: UInt64) throws {
         self.directory = directory
         self.capacity = capacity
+        StoreMetrics.diskLimit.record(capacity)
         var path = ""
         for part in directory.split(separator: "/") {
             path += "/" + part
@@ -71,11 +72,13 @@ public final class DiskChunkCache: @unchecked Sendable {
         let known = lock.withLock { used }
         // The first store of this process measures the directory (outside the lock: it may take a while).
         let measured = known == nil ? entries().reduce(UInt64(0)) { $0 + $1.size } : nil
-        let over = lock.withLock { () -> Bool in
+        let (total, over) = lock.withLock { () -> (UInt64, Bool) in
             let total = (used ?? measured ?? 0) + UInt64(record.count)
             used = total
-            return total > capacity
+            return (total, total > capacity)
         }
+        StoreMetrics.diskWrittenBytes.increment(by: record.count)
+        StoreMetrics.diskBytes.record(total)
         if over { evict() }
     }
 
@@ -111,9 +114,13 @@ public final class DiskChunkCache: @unchecked Sendable {
         all.sort { $0.used < $1.used }
         let target = capacity / 10 * 9
         for entry in all where total > target {
-            if unlink(entry.path) == 0 { total -= entry.size }
+            if unlink(entry.path) == 0 {
+                total -= entry.size
+                StoreMetrics.diskEvictedBytes.increment(by: Int(entry.size))
+            }
         }
         lock.withLock { used = total }
+        StoreMetrics.diskBytes.record(total)
     }
 
     private func entries() -> [(path: String, size: UInt64, used: Int64)] {

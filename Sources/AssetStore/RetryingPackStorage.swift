@@ -29,12 +29,17 @@ public struct RetryingPackStorage: PackStorage {
     public let policy: RetryPolicy
     /// Waits the given seconds (tests pass one that records instead of sleeping).
     let sleep: @Sendable (Double) -> Void
+    /// Told of each retry, with the failure (it names the object and the endpoint) and what happens next:
+    /// a mount logs it, rate-limited.
+    let onRetry: (@Sendable (String) -> Void)?
 
     public init(_ inner: PackStorage, policy: RetryPolicy = RetryPolicy(),
-                sleep: @escaping @Sendable (Double) -> Void = { seconds in usleep(UInt32(seconds * 1_000_000)) }) {
+                sleep: @escaping @Sendable (Double) -> Void = { seconds in usleep(UInt32(seconds * 1_000_000)) },
+                onRetry: (@Sendable (String) -> Void)? = nil) {
         self.inner = inner
         self.policy = policy
         self.sleep = sleep
+        self.onRetry = onRetry
     }
 
     public var location: String { inner.location }
@@ -83,6 +88,8 @@ public struct RetryingPackStorage: PackStorage {
                     throw StoreError(.transient, "\(what): gave up after \(attempt) tries in \(String(format: "%.1f", elapsed)) s: \(error.message)",
                                      cause: error.cause)
                 }
+                StoreMetrics.retries.increment()
+                onRetry?("\(error.message); retrying in \(String(format: "%.2f", wait)) s (try \(attempt + 1) of at most \(policy.attempts), \(String(format: "%.0f", max(0, policy.totalTime - elapsed))) s left before giving up)")
                 sleep(wait)
                 bound = min(bound * 2, policy.maxDelay)
                 attempt += 1

@@ -106,6 +106,8 @@ public final class SegmentedPackReader: @unchecked Sendable {
                 case .success(let bytes):
                     fetched.requests += 1
                     fetched.bytes += bytes.count
+                    StoreMetrics.segmentFetches.increment()
+                    StoreMetrics.segmentBytes.increment(by: bytes.count)
                 case .failure:
                     // Not kept: the next reader asks again (its own retries and timeouts apply).
                     if segments[key] === segment { segments.removeValue(forKey: key) }

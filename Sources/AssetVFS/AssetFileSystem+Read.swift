@@ -41,6 +41,7 @@ extension AssetFileSystem {
         }
         // Chunk lists are immutable: keep recent ones, so reopening a small file costs no catalog query.
         let chunks = try chunkLists.value(fileID) { try catalog.fileChunks(fileID) }
+        VFSMetrics.versionFileOpened(asset: asset, version: version)
         return OpenFile(fileID: fileID, size: entry.size, chunks: chunks,
                         path: "\(asset)/v\(version)/\(String(decoding: path, as: UTF8.self))")
     }

@@ -23,6 +23,7 @@ extension AssetFileSystem {
         return overlayLock.withLock {
             if let raced = overlays[id] { return raced }
             overlays[id] = overlay
+            VFSMetrics.workspacesOpen.record(overlays.count)
             return overlay
         }
     }

@@ -54,17 +54,22 @@ public final class ChunkCache: @unchecked Sendable {
     private(set) var hits = 0
     private(set) var misses = 0
 
-    public init(capacity: Int) { self.capacity = capacity }
+    public init(capacity: Int) {
+        self.capacity = capacity
+        VFSMetrics.memoryLimit.record(capacity)
+    }
 
     public var usedBytes: Int { lock.withLock { used } }
 
     public func cached(_ key: Key) -> Value? {
-        lock.withLock {
+        let value: Value? = lock.withLock {
             guard let slot = slots[key] else { return nil }
             touch(slot)
             hits += 1
             return slot.value
         }
+        if value != nil { VFSMetrics.memoryHits.increment() }
+        return value
     }
 
     public func contains(_ key: Key) -> Bool { lock.withLock { slots[key] != nil || loading[key] != nil } }
@@ -86,17 +91,22 @@ public final class ChunkCache: @unchecked Sendable {
         }
         switch step {
         case .hit(let v):
+            VFSMetrics.memoryHits.increment()
             return v
         case .wait(let pending):
+            VFSMetrics.memoryMisses.increment()
             pending.done.wait()
             pending.done.signal()  // Let any other waiter through too.
             return try pending.result!.get()
         case .mine(let pending):
+            VFSMetrics.memoryMisses.increment()
             let result = Result { try load() }
-            lock.withLock {
+            let bytes: Int = lock.withLock {
                 loading.removeValue(forKey: key)
                 if case .success(let v) = result { insert(key, v) }
+                return used
             }
+            VFSMetrics.memoryBytes.record(bytes)
             pending.result = result
             pending.done.signal()
             return try result.get()

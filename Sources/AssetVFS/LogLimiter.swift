@@ -4,22 +4,22 @@ import Dispatch
 /// At most `burst` log lines per `window` seconds for one kind of failure, then one line saying how many were
 /// left out: a dead server under a busy mount fails thousands of reads a second, and each would otherwise
 /// write a line to the journal or the log file until the disk is full.
-final class LogLimiter: @unchecked Sendable {
-    let burst: Int
-    let window: Double
+public final class LogLimiter: @unchecked Sendable {
+    public let burst: Int
+    public let window: Double
     private let lock = Lock()
     // Protected by `lock`.
     private var windowStartNs: UInt64 = 0
     private var written = 0
     private var suppressed = 0
 
-    init(burst: Int = 10, window: Double = 10) {
+    public init(burst: Int = 10, window: Double = 10) {
         self.burst = burst
         self.window = window
     }
 
     /// Whether to write this line, and how many lines were left out since the last one written (to say so).
-    func admit() -> (write: Bool, suppressedBefore: Int) {
+    public func admit() -> (write: Bool, suppressedBefore: Int) {
         lock.withLock {
             // The clock is read under the lock: read before it, another thread could have started a window
             // later than this thread's `now`, and the subtraction below would underflow (it did, in a test).

@@ -71,6 +71,13 @@ struct StoreOptions: ParsableArguments {
 
     func open() throws -> Repository { try Stores.open(try location(), settings: try sharedSettings()) }
 
+    /// `open`, with retries of the object store reported to `onRetry` (a mount logs them).
+    func open(onRetry: @escaping @Sendable (String) -> Void) throws -> Repository {
+        var settings = try sharedSettings()
+        settings.onRetry = onRetry
+        return try Stores.open(try location(), settings: settings)
+    }
+
     /// The shared-store options as given, for a child process (the daemon) to open the same store the same way.
     var sharedArguments: [String] {
         var out: [String] = []

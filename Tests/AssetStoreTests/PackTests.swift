@@ -413,9 +413,16 @@ private final class RecordedWaits: @unchecked Sendable {
     var all: [Double] { lock.withLock { waits } }
 }
 
+private final class RecordedLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []  // Protected by `lock`.
+    func record(_ line: String) { lock.withLock { lines.append(line) } }
+    var all: [String] { lock.withLock { lines } }
+}
+
 @Suite("RetryingPackStorage")
 struct RetryTests {
-    @Test("transient failures are retried with growing, jittered waits; the pack is stored and read whole")
+    @Test("transient failures are retried with growing, jittered waits, each told to onRetry (what failed, the wait, the try); the pack is stored and read whole")
     func retriesTransientFailures() throws {
         try withTemporaryDirectory("retry") { dir in
             let local = try makeStorage(dir)
@@ -423,11 +430,17 @@ struct RetryTests {
             let waits = RecordedWaits()
             var policy = RetryPolicy()
             policy.initialDelay = 0.1
-            let storage = RetryingPackStorage(flaky, policy: policy, sleep: { waits.record($0) })
+            let told = RecordedLines()
+            let storage = RetryingPackStorage(flaky, policy: policy, sleep: { waits.record($0) }, onRetry: { told.record($0) })
             let writer = PackWriter(storage: storage)
             for payload in payloads { try writer.append(encode(payload)) }
             let sealed = try writer.seal()
             #expect(flaky.callCount == 4, "three failed puts and one that worked")
+            let lines = told.all
+            #expect(lines.count == 3, "\(lines)")
+            for (i, line) in lines.enumerated() {
+                #expect(line.contains("retrying in") && line.contains("try \(i + 2) of at most 8"), "\(line)")
+            }
             let recorded = waits.all
             #expect(recorded.count == 3)
             for (i, wait) in recorded.enumerated() { #expect(wait >= 0 && wait <= 0.1 * Double(1 << i), "wait \(i): \(wait)") }

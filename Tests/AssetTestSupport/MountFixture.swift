@@ -208,10 +208,10 @@ open class MountFixture: @unchecked Sendable {
 
     // MARK: Mounting
 
-    /// `assetfs mount MNT --background [-o OPTION]...`; returns the daemon's pid.
+    /// `assetfs mount MNT --background [-o OPTION]... [ARGUMENT]...`; returns the daemon's pid.
     @discardableResult
-    public func mount(options: [String] = []) throws -> pid_t {
-        let r = cli(["mount", mnt, "--background"] + options.flatMap { ["-o", $0] }, timeout: 45)
+    public func mount(options: [String] = [], arguments: [String] = []) throws -> pid_t {
+        let r = cli(["mount", mnt, "--background"] + options.flatMap { ["-o", $0] } + arguments, timeout: 45)
         // Record whatever was mounted even on failure, so teardown can clean it.
         let pid = r.out.range(of: "(pid ").flatMap { range in Int32(r.out[range.upperBound...].prefix(while: \.isNumber)) }
         lock.withLock {

@@ -99,7 +99,7 @@ public func inNamespace(_ name: String?) -> [String] {
 }
 
 /// `count` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released).
-func freePorts(_ count: Int) throws -> [Int] {
+public func freePorts(_ count: Int) throws -> [Int] {
     var sockets: [Int32] = []
     defer { for s in sockets { close(s) } }
     var ports: [Int] = []

@@ -6,7 +6,8 @@
 #
 # usage: run.sh [ASSETFS_BINARY [WORK_DIR]]
 # Checks: prefetch fills node A's cache (and a second prefetch fetches nothing); both nodes read the pinned
-# version byte for byte as imported (diff -r); node A lists a version node B imported within 2 s; node B
+# version byte for byte as imported (diff -r); node A's metrics endpoint (parsed by prometheus_client) shows
+# its reads came from the disk cache with no ranged GET; node A lists a version node B imported within 2 s; node B
 # lists the workspace node A holds, with A's host directory. Needs what scripts/setup.sh installs
 # (PostgreSQL 15, SeaweedFS); starts both servers on loopback inside the work dir and stops them at the end.
 # shellcheck source=../lib/common.sh
@@ -33,9 +34,13 @@ show node a init --catalog "$ASSETFS_TEST_CATALOG"
 for v in 1 2; do sample_version "$v"; done
 cp -a "$WORK/dataset" "$WORK/expected-v2"
 
+# Node A serves its metrics for Prometheus (prometheus.yml beside this script); here on a free loopback port.
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 for name in a b; do
     mkdir -p "$WORK/node-$name/assets"
-    show node "$name" mount "$WORK/node-$name/assets" --background -o ro >/dev/null
+    metrics=()
+    [ "$name" = a ] && metrics=(--metrics "127.0.0.1:$port")
+    show node "$name" mount "$WORK/node-$name/assets" --background -o ro "${metrics[@]}" >/dev/null
     check "node $name mounted" "$(stat -f -c %t "$WORK/node-$name/assets")" "65735546"
 done
 
@@ -51,6 +56,22 @@ show node a cache
 show diff -r "$WORK/expected-v2" "$WORK/node-a/assets/data/v2"
 show diff -r "$WORK/expected-v2" "$WORK/node-b/assets/data/v2"
 echo "ok: both nodes read data@v2 as imported"
+
+# What an operator's Prometheus sees of node A: every chunk came from the disk cache the prefetch filled.
+show curl -sSf "http://127.0.0.1:$port/metrics" -o "$WORK/node-a.metrics"
+figures="$(python3 - "$WORK/node-a.metrics" <<'PY'
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+values = {}
+for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+    for s in family.samples:
+        key = s.name + ("{status=%s}" % s.labels["status"] if "status" in s.labels else "")
+        values[key] = values.get(key, 0) + s.value
+print(values.get("assetfs_disk_cache_hits_total", 0) > 0, values.get("assetfs_object_store_requests_total{status=206}", 0))
+PY
+)"
+check "node A: disk cache hits, no ranged GET after the prefetch" "$figures" "True 0"
+show node a stats --mount "$WORK/node-a/assets"
 
 # A new version from node B shows on node A's mount without a remount.
 sample_version 3 >/dev/null

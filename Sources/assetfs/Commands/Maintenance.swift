@@ -36,9 +36,16 @@ struct Verify: ParsableCommand {
 }
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Logical size, stored size, dedup ratio, chunks and packs.", discussion: "Example: assetfs stats --json")
+    static let configuration = CommandConfiguration(
+        abstract: "Logical size, stored size, dedup ratio, chunks and packs; or what a running mount is doing (--mount).",
+        discussion: """
+            Examples: assetfs stats --json
+                      assetfs stats --mount /assets    (caches, object store, catalog, FUSE requests since the mount started)
+            """)
     @OptionGroup var store: StoreOptions
     @OptionGroup var output: JSONFlag
+    @Option(help: "A mountpoint on this host: print its daemon's figures (the same as its --metrics endpoint) instead of the store's.")
+    var mount: String?
 
     struct StatsJSON: Encodable {
         let assets: Int
@@ -52,6 +59,7 @@ struct Stats: ParsableCommand {
     }
 
     func run() throws {
+        if let mount { return try MountStats.print(mountpoint: absolute(mount), json: output.json) }
         let s = try store.open().catalog.statistics()
         let ratio = s.packBytes > 0 ? Double(s.logicalBytes) / Double(s.packBytes) : 0
         if output.json {

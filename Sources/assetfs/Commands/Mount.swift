@@ -1,6 +1,7 @@
 import ArgumentParser
 import AssetFUSE
 import AssetRepository
+import AssetTelemetry
 import AssetVFS
 import Foundation
 import Logging
@@ -26,6 +27,12 @@ struct Mount: ParsableCommand {
         """)
     var options: [String] = []
     @Option(help: "Memory for chunks read, e.g. 256M, 1G (on a shared store 32M of it holds pack ranges being fetched; shared stores also keep a disk cache: --disk-cache-size).") var cacheSize = "256M"
+    @Option(help: """
+        Serve metrics in the Prometheus text format at http://ADDRESS/metrics: PORT (loopback), IPv4:PORT or \
+        [IPv6]:PORT, e.g. 127.0.0.1:9108. Without it they are only on a local socket, for `assetfs stats --mount`; \
+        `off` counts nothing at all.
+        """)
+    var metrics: String?
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Flag(help: .hidden) var syslog = false
 
@@ -34,6 +41,9 @@ struct Mount: ParsableCommand {
         _ = try parsedOptions()
         guard parseSize(cacheSize) != nil else { throw ValidationError("invalid --cache-size '\(cacheSize)': use a number with K, M or G, e.g. 512M") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("invalid --log-level '\(logLevel)'") }
+        if let metrics, metrics != "off", MetricsAddress.parse(metrics) == nil {
+            throw ValidationError("invalid --metrics '\(metrics)': use PORT, HOST:PORT or [IPv6]:PORT, e.g. 127.0.0.1:9108")
+        }
     }
 
     func parsedOptions() throws -> MountOptions {
@@ -81,9 +91,38 @@ struct Mount: ParsableCommand {
             logger = Logger(label: "assetfs")
         }
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let repo = try store.open()
+        // Before the store is opened: metrics made earlier would stay no-ops.
+        let telemetry = metrics == "off" ? nil : Telemetry.bootstrap()
+        var endpoints: [MetricsEndpoint] = []
+        defer { for endpoint in endpoints { endpoint.stop() } }
+        if let telemetry, let metrics, let address = MetricsAddress.parse(metrics) {
+            do {
+                endpoints.append(try MetricsEndpoint.start(address, telemetry: telemetry))
+            } catch {
+                throw RepositoryError(.failure, "\(error): choose another port with --metrics")
+            }
+            logger.info("serving metrics", metadata: ["url": "http://\(address)/metrics"])
+        }
+        // One line per retried object-store request, at most 10 per 10 s (a dead server must not fill the disk).
+        let retryLog = LogLimiter()
+        let repo = try store.open { [logger] message in
+            let admitted = retryLog.admit()
+            guard admitted.write else { return }
+            var metadata: Logger.Metadata = [:]
+            if admitted.suppressedBefore > 0 { metadata["suppressed_since_last"] = "\(admitted.suppressedBefore)" }
+            logger.warning("\(message)", metadata: metadata)
+        }
         var mountOptions = try parsedOptions()
         let fs = AssetFileSystem(repo: repo, cacheBytes: parseSize(cacheSize)!, logger: logger, versionsOnly: mountOptions.readOnly)
+        if let telemetry {
+            do {
+                // The local socket `assetfs stats --mount` reads; a mount works without it.
+                try MountSocket.prepareDirectory()
+                endpoints.append(try MetricsEndpoint.start(.unix(MountSocket.path(forMountpoint: path)), telemetry: telemetry))
+            } catch {
+                logger.warning("no metrics socket for `assetfs stats --mount`: \(error)")
+            }
+        }
         do {
             mountOptions.source = "assetfs:" + repo.root
             try FUSEMount(fs: fs, mountpoint: path, options: mountOptions, logger: logger).run()
@@ -97,6 +136,7 @@ struct Mount: ParsableCommand {
         var args = ["mount", path, "--foreground", "--syslog", "--store", (try? store.argument) ?? absolute(store.path),
                     "--cache-size", cacheSize, "--log-level", logLevel] + store.sharedArguments
         for o in options { args += ["-o", o] }
+        if let metrics { args += ["--metrics", metrics] }
         return args
     }
 }

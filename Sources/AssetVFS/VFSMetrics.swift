@@ -1,0 +1,18 @@
+import Metrics
+
+/// What the file system layer counts (no-ops unless the process bootstrapped a metrics backend).
+enum VFSMetrics {
+    /// The mount's memory cache (`--cache-size`): whole chunks, blocks and block tables, verified.
+    static let memoryHits = Counter(label: "assetfs_memory_cache_hits_total")
+    static let memoryMisses = Counter(label: "assetfs_memory_cache_misses_total")
+    static let memoryBytes = Gauge(label: "assetfs_memory_cache_bytes")
+    static let memoryLimit = Gauge(label: "assetfs_memory_cache_limit_bytes")
+    /// Workspaces this mount has opened for writing.
+    static let workspacesOpen = Gauge(label: "assetfs_workspaces_open")
+
+    /// A version file opened (or first read, on a mount whose opens the kernel serves): which versions the
+    /// mount serves, by asset and version.
+    static func versionFileOpened(asset: String, version: Int) {
+        Counter(label: "assetfs_version_file_opens_total", dimensions: [("asset", asset), ("version", "v\(version)")]).increment()
+    }
+}
