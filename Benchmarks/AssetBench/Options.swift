@@ -17,19 +17,20 @@ struct Options {
         usage: AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]
                AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N]
                                [--random-reads N]
-               AssetBench shared [--work DIR] [--scale F] [--assetfs PATH] [--random-reads N]
+               AssetBench shared [--work DIR] [--scale F] [--assetfs PATH] [--random-reads N] [--skip-peers]
           import           (default) import comparison: every version into assetfs, borg and restic
           read             read path of version 3 through assetfs mount, borg mount and restic mount against an
                            assetfs export on local disk (root only: drops the page cache; see ReadBench.swift)
           shared           a shared store (SeaweedFS S3 + PostgreSQL started by scripts/shared-servers.sh, run from
                            the repository root, as root) against a local store, restic into the same S3 server and
                            plain objects fetched with curl (see SharedBench.swift; default work directory
-                           /tmp/assetfs-sharedbench)
+                           /tmp/assetfs-sharedbench); then JuiceFS, rclone mount and s3fs on the same servers
+                           (FleetBench.swift; --skip-peers leaves them out)
           --work DIR       work directory; its src, store, borg, restic, cache and logs folders are recreated
                            (default /tmp/assetfs-bench)
           --scale F        multiplies file counts of the data set (default 1.0: about 420 MB at v1, 500 MB at v6)
           --assetfs PATH   assetfs binary (default .build/release/assetfs); if missing its columns show n/a
-          --skip-peers     do not run borg and restic (import mode only)
+          --skip-peers     import mode: do not run borg and restic; shared mode: not JuiceFS, rclone and s3fs
           --cache-size S   read mode: the mount's --cache-size (default 256M)
           --tiny-versions N  read mode: versions of a separate tiny asset created before timing the mount start
                            (default 1000)

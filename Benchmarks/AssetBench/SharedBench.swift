@@ -197,6 +197,14 @@ enum SharedBench {
 
             \(table.render())
             """)
+        guard !options.skipPeers else { return }
+        let fleet = FleetBench(c: FleetBench.Context(
+            work: work, env: env, endpoint: endpoint, catalog: catalog, key: key, secret: secret, src: src, generator: generator,
+            files: files, large: large, small: small, plan: plan, assetfs: assetfs, shared: shared, runner: hostA, mount: mountA,
+            importSeconds: sharedImport, coldLarge: largeShared.cold, coldSmall: smallShared.cold, warmLarge: largeShared.warm,
+            warmSmall: smallShared.warm, randomSeconds: random.coldSeconds, prefetchSeconds: prefetched.seconds, peakKiB: peakKiB,
+            plainLarge8: plainLarge8, plainSmall8: plainSmall8))
+        print("\n" + (try fleet.run()))
     }
 }
 

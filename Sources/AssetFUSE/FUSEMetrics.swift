@@ -1,3 +1,4 @@
+import AssetStore
 import Metrics
 #if canImport(Glibc)
 import Glibc
@@ -13,9 +14,16 @@ enum FUSEMetrics {
     }
     static let readBytes = Counter(label: "assetfs_fuse_read_bytes_total")
 
-    /// Errors are rare next to requests: their counters are looked up when they happen.
-    static func failed(_ operation: FUSEOperation, errno: Int32) {
-        Counter(label: "assetfs_fuse_errors_total", dimensions: [("operation", "\(operation)"), ("errno", name(of: errno))]).increment()
+    static func failed(_ operation: FUSEOperation, errno: Int32) { errors.increment(ErrorKey(operation: operation.rawValue, errno: errno)) }
+
+    struct ErrorKey: Hashable, Sendable {
+        let operation: Int
+        let errno: Int32
+    }
+
+    static let errors = KeyedCounters<ErrorKey> { key in
+        Counter(label: "assetfs_fuse_errors_total",
+                dimensions: [("operation", "\(FUSEOperation(rawValue: key.operation)!)"), ("errno", name(of: key.errno))])
     }
 
     static func name(of errno: Int32) -> String {

@@ -143,15 +143,21 @@ public enum MountTable {
 
     /// Mountpoints of assetfs mounts serving the store at `root` (their source is `assetfs:<root>`).
     public static func mounts(ofStore root: String) -> [String] {
+        assetfsMounts().filter { $0.store == root }.map(\.mountpoint)
+    }
+
+    /// Every assetfs mount of this host: mountpoint and the store it serves (from its source `assetfs:<store>`).
+    public static func assetfsMounts() -> [(mountpoint: String, store: String)] {
         guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
-        var out: [String] = []
+        var out: [(String, String)] = []
         for line in text.split(separator: "\n") {
             guard let dash = line.range(of: " - ") else { continue }
             let tail = line[dash.upperBound...].split(separator: " ")
             let head = line[..<dash.lowerBound].split(separator: " ")
-            if tail.count >= 2, tail[0] == "fuse.assetfs", unescape(String(tail[1])) == "assetfs:" + root, head.count > 4 {
-                out.append(unescape(String(head[4])))
-            }
+            guard tail.count >= 2, tail[0] == "fuse.assetfs", head.count > 4 else { continue }
+            let source = unescape(String(tail[1]))
+            guard source.hasPrefix("assetfs:") else { continue }
+            out.append((unescape(String(head[4])), String(source.dropFirst("assetfs:".count))))
         }
         return out
     }

@@ -82,8 +82,11 @@ public final class MetricsEndpoint: Sendable {
         self.address = address
     }
 
-    /// Starts listening, or throws (the port in use, a socket path not writable) within a few seconds.
-    public static func start(_ address: MetricsAddress, telemetry: Telemetry) throws -> MetricsEndpoint {
+    /// Starts listening, or throws (the port in use, a socket path not writable) within a few seconds. With
+    /// `wait` false it returns at once and reports a failure to `failed` instead (the mount's local socket:
+    /// the mount must not wait for it).
+    public static func start(_ address: MetricsAddress, telemetry: Telemetry, wait: Bool = true,
+                             failed: (@Sendable (String) -> Void)? = nil) throws -> MetricsEndpoint {
         let server: HTTPServer
         switch address {
         case .ipv4(let host, let port): server = HTTPServer(address: try sockaddr_in.inet(ip4: host, port: port), timeout: 10, logger: .disabled)
@@ -92,7 +95,17 @@ public final class MetricsEndpoint: Sendable {
             unlink(path)  // A socket left by a daemon that was killed.
             server = HTTPServer(address: sockaddr_un.unix(path: path), timeout: 10, logger: .disabled)
         }
-        let outcome = Outcome()
+        var report: (@Sendable (Error?) -> Void)?
+        if !wait {
+            report = { (error: Error?) in
+                if let error {
+                    failed?("cannot serve metrics on \(address): \(error)")
+                } else if case .unix(let path) = address {
+                    chmod(path, 0o600)
+                }
+            }
+        }
+        let outcome = Outcome(report: report)
         Task {
             await server.appendRoute("GET /metrics") { _ in
                 HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -108,10 +121,12 @@ public final class MetricsEndpoint: Sendable {
                 outcome.finish(error)
             }
         }
-        if let error = outcome.wait() {
-            throw TelemetryError("cannot serve metrics on \(address): \(error)")
+        if wait {
+            if let error = outcome.wait() {
+                throw TelemetryError("cannot serve metrics on \(address): \(error)")
+            }
+            if case .unix(let path) = address { chmod(path, 0o600) }  // Only this user (root for a root mount).
         }
-        if case .unix(let path) = address { chmod(path, 0o600) }  // Only this user (root for a root mount).
         return MetricsEndpoint(server: server, address: address)
     }
 
@@ -126,11 +141,14 @@ public final class MetricsEndpoint: Sendable {
     }
 }
 
-/// The first result of a start: listening (nil) or why not.
+/// The first result of a start: listening (nil) or why not; handed to `report` when nobody waits for it.
 private final class Outcome: @unchecked Sendable {
     private let lock = NSLock()
     private let done = DispatchSemaphore(value: 0)
     private var result: Error??  // Protected by `lock`; set once.
+    private let report: (@Sendable (Error?) -> Void)?
+
+    init(report: (@Sendable (Error?) -> Void)?) { self.report = report }
 
     func finish(_ error: Error?) {
         let first: Bool = lock.withLock {
@@ -138,7 +156,9 @@ private final class Outcome: @unchecked Sendable {
             result = .some(error)
             return true
         }
-        if first { done.signal() }
+        guard first else { return }
+        report?(error)
+        done.signal()
     }
 
     func wait() -> Error? {

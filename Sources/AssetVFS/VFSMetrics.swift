@@ -1,3 +1,4 @@
+import AssetStore
 import Metrics
 
 /// What the file system layer counts (no-ops unless the process bootstrapped a metrics backend).
@@ -12,7 +13,14 @@ enum VFSMetrics {
 
     /// A version file opened (or first read, on a mount whose opens the kernel serves): which versions the
     /// mount serves, by asset and version.
-    static func versionFileOpened(asset: String, version: Int) {
-        Counter(label: "assetfs_version_file_opens_total", dimensions: [("asset", asset), ("version", "v\(version)")]).increment()
+    static func versionFileOpened(asset: String, version: Int) { versionOpens.increment(VersionKey(asset: asset, version: version)) }
+
+    struct VersionKey: Hashable, Sendable {
+        let asset: String
+        let version: Int
+    }
+
+    static let versionOpens = KeyedCounters<VersionKey> {
+        Counter(label: "assetfs_version_file_opens_total", dimensions: [("asset", $0.asset), ("version", "v\($0.version)")])
     }
 }

@@ -92,6 +92,11 @@ struct MetricsTests {
                 && session.transcript.contains("data@v1"), "\(session)")
         if backend == .shared {
             #expect(session.transcript.contains("disk cache:") && session.transcript.contains("object store:"), "\(session)")
+            // `assetfs cache` lists the host's shared-store mounts with their disk-cache lookups.
+            let cache = try JSONSerialization.jsonObject(with: try f.cliOK(["cache", "--json"]).stdout) as? [String: Any]
+            let mounts = cache?["mounts"] as? [[String: Any]] ?? []
+            #expect(mounts.contains { $0["mountpoint"] as? String == f.mnt && ($0["misses"] as? NSNumber)?.doubleValue ?? 0 >= 1 },
+                    "\(String(describing: cache))")
         }
         let json = try #require(try JSONSerialization.jsonObject(with: try f.cliOK(["stats", "--mount", f.mnt, "--json"]).stdout) as? [String: Any])
         #expect((json["readBytes"] as? NSNumber)?.doubleValue ?? 0 >= Double(big.bytes.count), "\(json)")
@@ -133,6 +138,12 @@ struct MetricsTests {
         try f.unmount()
         let gone = f.cli(["stats", "--mount", f.mnt])
         #expect(gone.exitCode == 1 && gone.err.contains("nothing is mounted on"), "\(gone)")
+
+        // --metrics off: nothing counted, no socket; stats --mount says it cannot read the figures.
+        try f.mount(arguments: ["--metrics", "off"])
+        let off = f.cli(["stats", "--mount", f.mnt])
+        #expect(off.exitCode == 1 && off.err.contains("cannot read the figures"), "\(off)")
+        try f.unmount()
 
         let bad = f.cli(["mount", f.mnt, "--background", "--metrics", "localhost:notaport"])
         #expect(bad.exitCode == 2 && bad.err.contains("--metrics"), "\(bad)")

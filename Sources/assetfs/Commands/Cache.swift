@@ -2,7 +2,9 @@ import ArgumentParser
 import AssetCatalog
 import AssetRepository
 import AssetSharedStore
+import AssetFUSE
 import AssetStore
+import AssetTelemetry
 import Foundation
 
 struct Prefetch: ParsableCommand {
@@ -70,19 +72,40 @@ struct CacheShow: ParsableCommand {
         let chunks: Int
         let bytes: UInt64
         let limitBytes: UInt64
+        /// The shared-store mounts of this host and their disk-cache lookups since each started.
+        let mounts: [MountJSON]
+    }
+
+    struct MountJSON: Encodable {
+        let mountpoint: String
+        let store: String
+        let hits: Double
+        let misses: Double
+        let hitRatio: Double?
     }
 
     func run() throws {
         let (cache, limit) = try diskCache(store)
         let usage = cache.usage()
+        // Each running mount of a shared store says how its lookups went (from its metrics socket); a mount
+        // that does not answer (another user's, metrics off) is left out.
+        let mounts: [MountJSON] = MountTable.assetfsMounts().filter { $0.store.hasPrefix("s3://") }.compactMap { m in
+            guard let text = try? MetricsScrape.fetch(unixSocket: MountSocket.path(forMountpoint: m.mountpoint), timeout: 2),
+                  let disk = MountFigures(PrometheusText.parse(text)).diskCache else { return nil }
+            return MountJSON(mountpoint: m.mountpoint, store: m.store, hits: disk.hits, misses: disk.misses, hitRatio: disk.hitRatio)
+        }
         if output.json {
-            try printJSON(CacheJSON(directory: cache.directory, chunks: usage.entries, bytes: usage.bytes, limitBytes: limit))
-        } else {
-            print("""
-                disk cache:  \(cache.directory)
-                chunks:      \(usage.entries)
-                size:        \(Format.bytes(usage.bytes)) of \(Format.bytes(limit)) (--disk-cache-size)
-                """)
+            try printJSON(CacheJSON(directory: cache.directory, chunks: usage.entries, bytes: usage.bytes, limitBytes: limit, mounts: mounts))
+            return
+        }
+        print("""
+            disk cache:  \(cache.directory)
+            chunks:      \(usage.entries)
+            size:        \(Format.bytes(usage.bytes)) of \(Format.bytes(limit)) (--disk-cache-size)
+            """)
+        for m in mounts {
+            let ratio = m.hitRatio.map { String(format: "%.1f%% hit ratio", $0 * 100) } ?? "no lookups yet"
+            print("mount:       \(m.mountpoint) (\(m.store)): \(Int64(m.hits)) hits, \(Int64(m.misses)) misses since it started, \(ratio)")
         }
     }
 }

@@ -10,11 +10,15 @@ enum MountStats {
             throw RepositoryError(.failure, "nothing is mounted on \(mountpoint)")
         }
         let socket = MountSocket.path(forMountpoint: mountpoint)
-        let text: String
-        do {
-            text = try MetricsScrape.fetch(unixSocket: socket)
-        } catch {
-            throw RepositoryError(.failure, "cannot read the figures of the mount on \(mountpoint) from \(socket): \(error) (is it an assetfs mount of this version, run by this user?)")
+        var text: String?
+        var failure: Error?
+        // A mount that has just started may not be listening yet: its socket comes up beside the mount.
+        for attempt in 0..<10 where text == nil {
+            if attempt > 0 { usleep(100_000) }
+            do { text = try MetricsScrape.fetch(unixSocket: socket) } catch { failure = error }
+        }
+        guard let text else {
+            throw RepositoryError(.failure, "cannot read the figures of the mount on \(mountpoint) from \(socket): \(failure.map { "\($0)" } ?? "no answer") (is it an assetfs mount of this version, run by this user, without --metrics off?)")
         }
         let figures = MountFigures(PrometheusText.parse(text))
         if json { return try printJSON(figures) }
