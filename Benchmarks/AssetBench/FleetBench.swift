@@ -69,6 +69,8 @@ struct FleetBench {
         rcloneEnv["RCLONE_S3_SECRET_ACCESS_KEY"] = c.secret
         rcloneEnv["RCLONE_S3_FORCE_PATH_STYLE"] = "true"
         rcloneEnv["RCLONE_CONFIG"] = "/dev/null"
+        // rclone reads AWS_CA_BUNDLE and then refuses its own HTTP transport ("LoadCustomCABundleError").
+        rcloneEnv.removeValue(forKey: "AWS_CA_BUNDLE")
         let rcloneRunner = CommandRunner(logDirectory: c.work + "/logs", environment: rcloneEnv)
         func bucketBytes(_ path: String) throws -> Int {
             let out = try Spawn.run(runner: rcloneRunner, rclone, ["size", "--json", ":s3:" + path], label: "rclone-size").output
@@ -173,7 +175,7 @@ struct FleetBench {
                                                      "-o", "passwd_file=\(passwd)", "-o", "ro"], label: "s3fs-mount")
                 for _ in 0..<100 where !MountTable.answers(s3fsMount) { usleep(50_000) }
             }, clearCache: {}, pid: {
-                (try? Spawn.run(runner: runner, "/usr/bin/pgrep", ["-f", "s3fs assets:/plain"], label: "s3fs-pgrep").output)?
+                (try? Spawn.run(runner: runner, "/usr/bin/pgrep", ["-x", "s3fs"], label: "s3fs-pgrep").output)?
                     .split(separator: "\n").compactMap { Int32($0) }.max()
             }),
         ]
