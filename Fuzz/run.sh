@@ -3,7 +3,7 @@
 # ChunkReader) with libFuzzer. Usage: Fuzz/run.sh [SECONDS]   (default 60)
 #
 # 1. builds the harness (Fuzz/Sources/FuzzParsers.swift + Sources/AssetStore/*.swift, -sanitize=fuzzer,address)
-#    against the Crypto objects of the debug build (runs `swift build --target AssetStore` first: a no-op when
+#    against the Crypto and swift-metrics objects of the debug build (runs `swift build --target AssetStore` first: a no-op when
 #    the package is built);
 # 2. replays Fuzz/regressions/* (inputs of earlier findings: each still crashing is reported as "still present");
 # 3. fuzzes SECONDS/4 (at most 30 s) without filters: known findings are expected to reappear here;
@@ -22,7 +22,7 @@ cd "$ROOT"
 
 export SWIFT_BACKTRACE=enable=no   # let libFuzzer/ASan report crashes, not the Swift backtracer
 
-if [ ! -d .build/debug/Crypto.build ] || [ ! -f .build/debug/Modules/Crypto.swiftmodule ]; then
+if [ ! -d .build/debug/Crypto.build ] || [ ! -f .build/debug/Modules/Crypto.swiftmodule ] || [ ! -d .build/debug/CoreMetrics.build ]; then
   echo "== building AssetStore's dependencies (swift build --target AssetStore)"
   swift build --target AssetStore
 fi
@@ -34,7 +34,7 @@ if [ ! -x "$BIN" ] || [ -n "$(find Fuzz/Sources Sources/AssetStore -name '*.swif
     -Xcc -fmodule-map-file=.build/checkouts/swift-crypto/Sources/CCryptoBoringSSL/include/module.modulemap \
     -Xcc -fmodule-map-file=.build/checkouts/swift-crypto/Sources/CCryptoBoringSSLShims/include/module.modulemap \
     $(find .build/debug/Crypto.build .build/debug/CCryptoBoringSSL.build .build/debug/CCryptoBoringSSLShims.build \
-           .build/debug/CryptoBoringWrapper.build -name '*.o') \
+           .build/debug/CryptoBoringWrapper.build .build/debug/CoreMetrics.build .build/debug/Metrics.build -name '*.o') \
     -lzstd -o "$BIN" 2>&1 | grep -E "error|warning: unre" || true
   [ -x "$BIN" ] || { echo "harness did not build"; exit 1; }
 fi
