@@ -13,7 +13,9 @@ final class PostgresPool: @unchecked Sendable {
     let displayName: String
     private let lock = NSLock()
     private var idle: [PostgresConnection] = []  // Protected by `lock`.
-    private let keepIdle = 4
+    /// Connections kept open between calls: at least as many as a mount runs fetches at once (8), or each call
+    /// beyond them would connect and disconnect (a TCP handshake and authentication per query).
+    private let keepIdle = 16
 
     init(conninfo: String) throws {
         // libpq waits for an unreachable host as long as TCP does (minutes) unless told otherwise; people who

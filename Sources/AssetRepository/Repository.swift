@@ -45,6 +45,9 @@ public final class Repository: Sendable {
     public let readAhead: Int
     /// Files a mount starts fetching ahead of a reader that goes through a directory in name order (0: none).
     public let readAheadFiles: Int
+    /// Threads a mount runs read-ahead on: as many as there are cores for a local store, where each fetch is
+    /// CPU work (decompressing, verifying); more where each mostly waits on a request (set by the store's kind).
+    public let fetchThreads: Int
 
     /// A store assembled from backends the caller built (`create` and `open` build the local ones); also how a
     /// test puts a decorator around a backend.
@@ -52,11 +55,12 @@ public final class Repository: Sendable {
     /// `segments`: large reads of `storage` for readers that go through packs in order (nil for a local store).
     public init(root: String, config: StoreConfig, storage: PackStorage, catalog: Catalog, hostDirectory: String? = nil,
                 diskCache: DiskChunkCache? = nil, segments: SegmentedPackReader? = nil, defaultGracePeriod: Double = 0,
-                readAhead: Int = 6, readAheadFiles: Int = 0) {
+                readAhead: Int = 6, readAheadFiles: Int = 0, fetchThreads: Int? = nil) {
         self.root = root
         self.defaultGracePeriod = defaultGracePeriod
         self.readAhead = readAhead
         self.readAheadFiles = readAheadFiles
+        self.fetchThreads = fetchThreads ?? ProcessInfo.processInfo.activeProcessorCount
         self.hostDirectory = hostDirectory ?? root
         self.config = config
         self.storage = storage

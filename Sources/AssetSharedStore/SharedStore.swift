@@ -111,6 +111,8 @@ enum SharedStore {
     /// 0.36x (large files) and 0.16x (small files) the plain fetch and prefetch 0.33x curl; 4 MiB segments
     /// 0.66x, 0.83x and 1.05x; 8 MiB segments 0.62x, 0.79x and 1.18x. See SegmentedPackReader.
     static let segmentSize = 4 << 20
+    /// Read-ahead fetches in flight at once (threads of the mount's FetchPool).
+    static let fetchThreads = 8
     static let segmentsHeld = 8
     /// Small files a mount fetches ahead of a reader that walks a directory in name order: each costs a
     /// request's latency, so 16 at a time overlap (measured with `AssetBench shared`).
@@ -188,7 +190,7 @@ enum SharedStore {
         return Repository(root: url, config: marker.config, storage: retrying, catalog: catalog,
                           hostDirectory: hostDirectory, diskCache: cache, segments: SegmentedPackReader(storage: retrying, segmentSize: segmentSize, capacity: segmentsHeld),
                           defaultGracePeriod: gracePeriod,
-                          readAhead: readAhead, readAheadFiles: readAheadFiles)
+                          readAhead: readAhead, readAheadFiles: readAheadFiles, fetchThreads: fetchThreads)
     }
 
     private static func objectStorage(bucket: String, prefix: String, settings: SharedStoreSettings,

@@ -165,7 +165,7 @@ extension AssetFileSystem {
         for i in (index + 1)..<upper {
             let location = file.chunks[i].location
             if cache.contains(.chunk(location.id)) { continue }
-            DispatchQueue.global().async { [self] in
+            fetchPool.run { [self] in
                 // Safe to drop errors: the reader that needs this chunk loads it again and reports the error.
                 _ = try? cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(location, inOrder: true)) }
             }

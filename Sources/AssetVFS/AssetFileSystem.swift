@@ -32,6 +32,8 @@ public final class AssetFileSystem: @unchecked Sendable {
     let handlelessFiles = BoundedMemo<UInt64, OpenFile>(limit: 256)
     /// Fetches the next files of a directory read in name order (object stores; off for a local store).
     let directoryReadAhead: DirectoryReadAhead
+    /// The threads read-ahead runs on (see FetchPool).
+    let fetchPool: FetchPool
     /// Read failures are logged at most 10 lines per 10 s (a dead server must not fill the disk).
     let readFailureLog = LogLimiter()
     /// Serve versions only: no `workspaces` directories, and version files are read by inode, so the kernel
@@ -45,6 +47,7 @@ public final class AssetFileSystem: @unchecked Sendable {
         let segments = repo.reader.segments?.budgetBytes ?? 0
         self.cache = ChunkCache(capacity: max(cacheBytes / 2, cacheBytes - segments))
         self.directoryReadAhead = DirectoryReadAhead(depth: repo.readAheadFiles)
+        self.fetchPool = FetchPool(width: repo.fetchThreads)
         self.logger = logger
         self.versionsOnly = versionsOnly
     }

@@ -34,7 +34,7 @@ final class DirectoryReadAhead: @unchecked Sendable {
         guard let range else { return }
         for entry in entries[range] where entry.kind == .file {
             guard let fileID = entry.fileID else { continue }
-            DispatchQueue.global().async {
+            fs.fetchPool.run {
                 // Safe to drop errors: the reader that opens the file loads it again and reports the error.
                 guard let chunks = try? fs.chunkLists.value(fileID, make: { try fs.catalog.fileChunks(fileID) }),
                       let first = chunks.first, !fs.cache.contains(.chunk(first.location.id)) else { return }
