@@ -83,29 +83,24 @@ public struct MountFigures: Codable, Sendable, Equatable {
             disk.damaged = sum("assetfs_disk_cache_damaged_total")
             diskCache = disk
         }
-        if has("assetfs_object_store_") {
+        // Both remotes are counted under the same names: PREFIX{requests,errors,retries,queries}_total,
+        // PREFIX{received,sent}_bytes_total and PREFIXrequest_duration_seconds; requests labelled by `label`.
+        func remote(_ prefix: String, by label: String) -> Remote? {
+            guard has(prefix) else { return nil }
             var remote = Remote()
-            for sample in samples where sample.name == "assetfs_object_store_requests_total" {
-                remote.requests[sample.labels["method"] ?? "?", default: 0] += sample.value
+            for sample in samples where sample.name == prefix + "requests_total" {
+                remote.requests[sample.labels[label] ?? "?", default: 0] += sample.value
             }
-            remote.errors = sum("assetfs_object_store_errors_total")
-            remote.retries = sum("assetfs_object_store_retries_total")
-            remote.meanLatencySeconds = mean("assetfs_object_store_request_duration_seconds")
-            remote.receivedBytes = sum("assetfs_object_store_received_bytes_total")
-            remote.sentBytes = sum("assetfs_object_store_sent_bytes_total")
-            objectStore = remote
+            remote.errors = sum(prefix + "errors_total")
+            remote.retries = sum(prefix + "retries_total")
+            remote.queries = sum(prefix + "queries_total")
+            remote.meanLatencySeconds = mean(prefix + "request_duration_seconds")
+            remote.receivedBytes = sum(prefix + "received_bytes_total")
+            remote.sentBytes = sum(prefix + "sent_bytes_total")
+            return remote
         }
-        if has("assetfs_catalog_") {
-            var remote = Remote()
-            for sample in samples where sample.name == "assetfs_catalog_requests_total" {
-                remote.requests[sample.labels["result"] ?? "?", default: 0] += sample.value
-            }
-            remote.errors = sum("assetfs_catalog_errors_total")
-            remote.retries = sum("assetfs_catalog_retries_total")
-            remote.queries = sum("assetfs_catalog_queries_total")
-            remote.meanLatencySeconds = mean("assetfs_catalog_request_duration_seconds")
-            catalog = remote
-        }
+        objectStore = remote("assetfs_object_store_", by: "method")
+        catalog = remote("assetfs_catalog_", by: "result")
         for sample in samples where sample.name == "assetfs_fuse_request_duration_seconds_count" && sample.value > 0 {
             let op = sample.labels["operation"] ?? "?"
             operations[op] = Operation(requests: sample.value,
