@@ -147,13 +147,10 @@ extension AssetFileSystem {
                 return try body(moved)
             }
         } catch let error as StoreError {
-            let admitted = readFailureLog.admit()
-            if admitted.write {
-                var metadata: Logger.Metadata = ["file": "\(file.path)", "chunk": "\(location.id.hex)",
-                                                 "object": "\(repo.storage.describe(location.pack))", "store": "\(repo.storage.location)"]
-                if admitted.suppressedBefore > 0 { metadata["suppressed_since_last"] = "\(admitted.suppressedBefore)" }
-                // Retries (when the store has them) are over by now: this read is answered EIO.
-                logger.error("read failed, answering EIO: \(error.message)", metadata: metadata)
+            // Retries (when the store has them) are over by now: this read is answered EIO.
+            readFailureLog.log(logger, .error, "read failed, answering EIO: \(error.message)") {
+                ["file": "\(file.path)", "chunk": "\(location.id.hex)",
+                 "object": "\(repo.storage.describe(location.pack))", "store": "\(repo.storage.location)"]
             }
             throw VFSError(error)
         }

@@ -1,5 +1,6 @@
 import AssetStore
 import Dispatch
+import Logging
 
 /// At most `burst` log lines per `window` seconds for one kind of failure, then one line saying how many were
 /// left out: a dead server under a busy mount fails thousands of reads a second, and each would otherwise
@@ -19,6 +20,16 @@ public final class LogLimiter: @unchecked Sendable {
     }
 
     /// Whether to write this line, and how many lines were left out since the last one written (to say so).
+    /// Writes the line through `logger` if `admit` lets it, with how many lines were left out before it
+    /// (`suppressed_since_last`); `metadata` is only built for a line that is written.
+    public func log(_ logger: Logger, _ level: Logger.Level, _ message: String, metadata: () -> Logger.Metadata = { [:] }) {
+        let admitted = admit()
+        guard admitted.write else { return }
+        var all = metadata()
+        if admitted.suppressedBefore > 0 { all["suppressed_since_last"] = "\(admitted.suppressedBefore)" }
+        logger.log(level: level, "\(message)", metadata: all)
+    }
+
     public func admit() -> (write: Bool, suppressedBefore: Int) {
         lock.withLock {
             // The clock is read under the lock: read before it, another thread could have started a window

@@ -105,13 +105,7 @@ struct Mount: ParsableCommand {
         }
         // One line per retried object-store request, at most 10 per 10 s (a dead server must not fill the disk).
         let retryLog = LogLimiter()
-        let repo = try store.open { [logger] message in
-            let admitted = retryLog.admit()
-            guard admitted.write else { return }
-            var metadata: Logger.Metadata = [:]
-            if admitted.suppressedBefore > 0 { metadata["suppressed_since_last"] = "\(admitted.suppressedBefore)" }
-            logger.warning("\(message)", metadata: metadata)
-        }
+        let repo = try store.open { [logger] message in retryLog.log(logger, .warning, message) }
         var mountOptions = try parsedOptions()
         let fs = AssetFileSystem(repo: repo, cacheBytes: parseSize(cacheSize)!, logger: logger, versionsOnly: mountOptions.readOnly)
         if let telemetry {
