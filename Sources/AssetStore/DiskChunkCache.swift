@@ -106,6 +106,29 @@ public final class DiskChunkCache: @unchecked Sendable {
         return (removed, bytes)
     }
 
+    /// The chunks held now and each entry's size, by every process that uses the directory.
+    public func chunks() -> [(id: ContentHash, bytes: UInt64)] {
+        entries().compactMap { entry in
+            ContentHash(hex: String(entry.path[entry.path.index(after: entry.path.lastIndex(of: "/")!)...])).map { ($0, entry.size) }
+        }
+    }
+
+    /// Deletes the entries of these chunks (one store's, say); returns how many were deleted and their bytes.
+    /// Safe while mounts and commands use the cache, as `clear` is.
+    public func remove(_ ids: some Collection<ContentHash>) -> (entries: Int, bytes: UInt64) {
+        var removed = 0
+        var bytes: UInt64 = 0
+        for id in ids {
+            var st = stat()
+            let file = path(id)
+            guard stat(file, &st) == 0, unlink(file) == 0 else { continue }
+            removed += 1
+            bytes += UInt64(st.st_size)
+        }
+        lock.withLock { used = used.map { $0 - min($0, bytes) } }
+        return (removed, bytes)
+    }
+
     /// Deletes least recently used entries (and stale temporary files) until the cache holds at most 90% of its
     /// capacity; every process's entries count, since the scan reads the directory.
     func evict() {

@@ -90,6 +90,62 @@ struct PrefetchTests {
         #expect(session.transcript.contains("prefetching") && session.transcript.contains("prefetched data@v1: 6 files"), "\(session)")
     }
 
+    @Test("two stores share one disk cache: `cache` shows each store's chunks, `cache clear --store` deletes one store's only, and a mount of the other still reads with S3 hung")
+    func perStoreShare() throws {
+        var settings = MountFixture.Settings(label: "mount", backstop: 120)
+        settings.backend = .shared
+        settings.dedicatedServers = true
+        let f = try MountFixture("cache-per-store", settings: settings)
+        defer { f.close() }
+        let shared = try #require(f.shared)
+        for i in 0..<3 { try writeSourceFile(f.src, "a\(i).bin", randomBytes(3_000_000, seed: UInt64(300 + i)), mtime: 1_700_000_000) }
+        try f.importVersion()
+        let first = try prefetchJSON(f, "data@v1")
+        let firstChunks = try #require(first["chunks"] as? Int)
+
+        // A second store on the same servers, used from the same host (same disk cache).
+        let name = shared.servers.uniqueName()
+        let other = "s3://\(shared.servers.s3.bucket)/\(name)"
+        let otherCatalog = try shared.servers.newDatabase(name)
+        let otherSrc = f.scratch + "/other-src"
+        for i in 0..<2 { try writeSourceFile(otherSrc, "b\(i).bin", randomBytes(2_000_000, seed: UInt64(400 + i)), mtime: 1_700_000_000) }
+        _ = try f.cliOK(["init", "--store", other, "--catalog", otherCatalog])
+        _ = try f.cliOK(["import", "other", otherSrc, "-m", "other", "--store", other])
+        let second = try JSONSerialization.jsonObject(with: try f.cliOK(["prefetch", "other@v1", "--json", "--store", other]).stdout) as? [String: Any]
+        let secondChunks = try #require(second?["chunks"] as? Int)
+
+        func shown(_ extra: [String]) throws -> (total: Int, stores: [String: Int]) {
+            let object = try JSONSerialization.jsonObject(with: try f.cliOK(["cache", "--json"] + extra).stdout) as? [String: Any]
+            let stores = (object?["stores"] as? [[String: Any]] ?? []).reduce(into: [String: Int]()) {
+                $0[$1["store"] as? String ?? "?"] = $1["chunks"] as? Int
+            }
+            return (object?["chunks"] as? Int ?? -1, stores)
+        }
+        let both = try shown([])
+        #expect(both.total == firstChunks + secondChunks && both.stores == [f.store: firstChunks], "\(both)")
+        #expect(try shown(["--store", other]).stores == [other: secondChunks])
+        let text = try f.cliOK(["cache", "--store", other])
+        #expect(text.out.contains("store:       \(other): \(secondChunks) chunks"), "\(text)")
+
+        let cleared = try f.cliOK(["cache", "clear", "--store", other])
+        #expect(cleared.out.contains("cleared \(secondChunks) chunks") && cleared.out.contains(other), "\(cleared)")
+        let after = try shown([])
+        #expect(after.total == firstChunks && after.stores == [f.store: firstChunks], "\(after)")
+
+        // The first store's chunks are all still there: its version reads with the object store hung.
+        try f.mount()
+        try shared.servers.s3.pause()
+        defer { shared.servers.s3.resume() }
+        try f.io("read v1 with S3 hung", seconds: 60) { () throws in
+            for i in 0..<3 {
+                #expect(sameBytes(try directRead(f.path("data/v1/a\(i).bin"), size: 3_000_000), randomBytes(3_000_000, seed: UInt64(300 + i))))
+            }
+        }
+        shared.servers.s3.resume()
+        let local = f.cli(["cache", "clear", "--store", f.scratch + "/not-shared"])
+        #expect(local.exitCode == 2 && local.err.contains("local store"), "\(local)")
+    }
+
     @Test("prefetch on a local store is a usage error that says why")
     func localStore() throws {
         let f = try MountFixture("prefetch-local")

@@ -49,7 +49,7 @@ struct Prefetch: ParsableCommand {
 struct Cache: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show or clear this host's disk cache of chunks (shared stores).",
-        discussion: "Example: assetfs cache; assetfs cache clear",
+        discussion: "Example: assetfs cache; assetfs cache clear --store s3://team-assets/store",
         subcommands: [CacheShow.self, CacheClear.self],
         defaultSubcommand: CacheShow.self)
 }
@@ -72,6 +72,8 @@ struct CacheShow: ParsableCommand {
         let chunks: Int
         let bytes: UInt64
         let limitBytes: UInt64
+        /// The cached chunks of each store named (--store, $ASSETFS_STORE) or mounted on this host.
+        let stores: [DiskCacheShare]
         /// The shared-store mounts of this host and their disk-cache lookups since each started.
         let mounts: [MountJSON]
     }
@@ -94,8 +96,10 @@ struct CacheShow: ParsableCommand {
                   let disk = MountFigures(PrometheusText.parse(text)).diskCache else { return nil }
             return MountJSON(mountpoint: m.mountpoint, store: m.store, hits: disk.hits, misses: disk.misses, hitRatio: disk.hitRatio)
         }
+        let shares = try storeShares(cache, mounted: mounts.map(\.store))
         if output.json {
-            try printJSON(CacheJSON(directory: cache.directory, chunks: usage.entries, bytes: usage.bytes, limitBytes: limit, mounts: mounts))
+            try printJSON(CacheJSON(directory: cache.directory, chunks: usage.entries, bytes: usage.bytes, limitBytes: limit,
+                                    stores: shares, mounts: mounts))
             return
         }
         print("""
@@ -103,22 +107,60 @@ struct CacheShow: ParsableCommand {
             chunks:      \(usage.entries)
             size:        \(Format.bytes(usage.bytes)) of \(Format.bytes(limit)) (--disk-cache-size)
             """)
+        for share in shares {
+            print("store:       \(share.store): \(share.chunks) chunks, \(Format.bytes(share.bytes))")
+        }
         for m in mounts {
             let ratio = m.hitRatio.map { String(format: "%.1f%% hit ratio", $0 * 100) } ?? "no lookups yet"
             print("mount:       \(m.mountpoint) (\(m.store)): \(Int64(m.hits)) hits, \(Int64(m.misses)) misses since it started, \(ratio)")
         }
     }
+
+    /// Each store's part of the cache: the store named by --store or $ASSETFS_STORE when it is a shared one (an
+    /// error reading it fails the command), then the stores mounted on this host (one that cannot be read is
+    /// left out, with a warning).
+    private func storeShares(_ cache: DiskChunkCache, mounted: [String]) throws -> [DiskCacheShare] {
+        var out: [DiskCacheShare] = []
+        if case .s3 = try store.location() {
+            out.append(try DiskCacheShare.of(try store.open(), in: cache).share)
+        }
+        for url in mounted where !out.contains(where: { $0.store == url }) {
+            do {
+                out.append(try DiskCacheShare.of(try Stores.open(try StoreLocation(parsing: url), settings: try store.sharedSettings()), in: cache).share)
+            } catch {
+                let why = (error as? RepositoryError)?.message ?? (error as? StoreError)?.message ?? (error as? CatalogError)?.message ?? "\(error)"
+                printError("assetfs: warning: mounted store \(url) is left out: \(why)")
+            }
+        }
+        return out
+    }
 }
 
 struct CacheClear: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "clear", abstract: "Delete every chunk in the disk cache (safe while mounts run: they fetch again).",
-        discussion: "Example: assetfs cache clear")
+        commandName: "clear", abstract: "Delete the chunks in the disk cache, every store's or one store's (safe while mounts run: they fetch again).",
+        discussion: """
+            Without --store every chunk is deleted; with --store only the chunks that store's catalog knows (a chunk
+            another store holds too is deleted as well: the cache keeps each chunk once).
+
+            Example: assetfs cache clear --store s3://team-assets/store
+            """)
     @OptionGroup var store: StoreOptions
 
     func run() throws {
         let (cache, _) = try diskCache(store)
-        let removed = cache.clear()
-        if !store.quiet { print("cleared \(removed.entries) chunks (\(Format.bytes(removed.bytes))) from \(cache.directory)") }
+        guard let named = store.store else {
+            let removed = cache.clear()
+            if !store.quiet { print("cleared \(removed.entries) chunks (\(Format.bytes(removed.bytes))) from \(cache.directory)") }
+            return
+        }
+        guard case .s3 = try store.location() else {
+            throw ValidationError("\(named) is a local store: it has no chunks in the disk cache (only stores on object storage do)")
+        }
+        let (_, ids) = try DiskCacheShare.of(try store.open(), in: cache)
+        let removed = cache.remove(ids)
+        if !store.quiet {
+            print("cleared \(removed.entries) chunks (\(Format.bytes(removed.bytes))) of \(try store.argument) from \(cache.directory)")
+        }
     }
 }
