@@ -190,6 +190,14 @@ final class BoundedMemo<Key: Hashable, Value>: @unchecked Sendable {
 
     func remove(_ key: Key) { _ = lock.withLock { values.removeValue(forKey: key) } }
 
+    /// Keeps `value` for `key` (made elsewhere, e.g. many at once).
+    func set(_ key: Key, _ value: Value) {
+        lock.withLock {
+            if values.count >= limit { values.removeAll() }
+            values[key] = value
+        }
+    }
+
     /// The value if it is held, without making it.
     func cached(_ key: Key) -> Value? { lock.withLock { values[key] } }
 }

@@ -62,6 +62,7 @@ final class ServingCatalog: @unchecked Sendable {
     func subdirectoryCount(of treeID: Int64) throws -> Int { try subdirectoryMemo.value(treeID) { try inner.subdirectoryCount(of: treeID) } }
     func file(_ id: Int64) throws -> FileInfo { try fileMemo.value(id) { try inner.file(id) } }
     func fileChunks(_ fileID: Int64) throws -> [FileChunk] { try inner.fileChunks(fileID) }
+    func fileChunks(_ fileIDs: [Int64]) throws -> [Int64: [FileChunk]] { try inner.fileChunks(fileIDs) }
     func chunkLocation(_ id: ContentHash) throws -> ChunkLocation? { try inner.chunkLocation(id) }
 
     private func fresh<T>(_ key: String, _ ask: () throws -> T) throws -> T {
