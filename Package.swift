@@ -74,6 +74,7 @@ let package = Package(
         ]),
         .executableTarget(name: "AssetBench", dependencies: [
             "AssetStore",
+            "AssetObjectStore",
             .product(name: "Crypto", package: "swift-crypto"),
         ], path: "Benchmarks/AssetBench"),
 

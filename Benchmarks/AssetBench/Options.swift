@@ -1,7 +1,7 @@
 /// Command line: `AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]` or
 /// `AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N] [--random-reads N]`.
 struct Options {
-    enum Mode { case importComparison, read, shared }
+    enum Mode { case importComparison, read, shared, upload }
     var mode = Mode.importComparison
     var work = "/tmp/assetfs-bench"
     var workGiven = false
@@ -18,6 +18,7 @@ struct Options {
                AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N]
                                [--random-reads N]
                AssetBench shared [--work DIR] [--scale F] [--assetfs PATH] [--random-reads N] [--skip-peers]
+               AssetBench upload [--work DIR]
           import           (default) import comparison: every version into assetfs, borg and restic
           read             read path of version 3 through assetfs mount, borg mount and restic mount against an
                            assetfs export on local disk (root only: drops the page cache; see ReadBench.swift)
@@ -26,6 +27,8 @@ struct Options {
                            plain objects fetched with curl (see SharedBench.swift; default work directory
                            /tmp/assetfs-sharedbench); then JuiceFS, rclone mount and s3fs on the same servers
                            (FleetBench.swift; --skip-peers leaves them out)
+          upload           one PUT against multipart uploads by object size, into SeaweedFS started by
+                           scripts/shared-servers.sh (UploadBench.swift; default work directory /tmp/assetfs-uploadbench)
           --work DIR       work directory; its src, store, borg, restic, cache and logs folders are recreated
                            (default /tmp/assetfs-bench)
           --scale F        multiplies file counts of the data set (default 1.0: about 420 MB at v1, 500 MB at v6)
@@ -51,8 +54,8 @@ struct Options {
             guard let n = Int(text), n > 0, n <= 1_000_000 else { throw BenchError("bad \(flag) \(text)") }
             return n
         }
-        if let first = rest.first, ["read", "import", "shared"].contains(first) {
-            options.mode = first == "read" ? .read : first == "shared" ? .shared : .importComparison
+        if let first = rest.first, ["read", "import", "shared", "upload"].contains(first) {
+            options.mode = ["read": .read, "shared": .shared, "upload": .upload][first] ?? .importComparison
             rest = rest.dropFirst()
         }
         while let arg = rest.popFirst() {
@@ -73,6 +76,7 @@ struct Options {
         }
         if options.mode == .read && !options.workGiven { options.work = "/tmp/assetfs-readbench" }
         if options.mode == .shared && !options.workGiven { options.work = "/tmp/assetfs-sharedbench" }
+        if options.mode == .upload && !options.workGiven { options.work = "/tmp/assetfs-uploadbench" }
         return options
     }
 }

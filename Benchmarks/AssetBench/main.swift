@@ -16,6 +16,7 @@ do {
 }
 if options.mode == .read { exit(ReadBench.main(options)) }
 if options.mode == .shared { exit(SharedBench.main(options)) }
+if options.mode == .upload { exit(UploadBench.main(options)) }
 
 do {
     let work = FileIO.absolute(options.work)

@@ -124,15 +124,17 @@ final class S3Client: @unchecked Sendable {
             .joined(separator: "&")
     }
 
-    /// A request. `upload` is sent as the body (read again from its start if libcurl rewinds); `download`, when
-    /// given, receives a 2xx body in place (what does not fit is an error), else the body is returned.
+    /// A request. `upload` is sent as the body of a PUT or POST, or only bytes `uploadRange` of it (read again
+    /// from the start if libcurl rewinds); `download`, when given, receives a 2xx body in place (what does not
+    /// fit is an error), else the body is returned.
     func perform(_ method: String, _ key: String, query: [(String, String)] = [], headers: [String] = [],
-                 upload: PackSource? = nil, download: UnsafeMutableRawBufferPointer? = nil) throws -> S3Response {
+                 upload: PackSource? = nil, uploadRange: Range<UInt64>? = nil,
+                 download: UnsafeMutableRawBufferPointer? = nil) throws -> S3Response {
         let handle = try takeHandle()
         var healthy = false
         defer { giveBack(handle, healthy: healthy) }
         let target = url(key, query: query)
-        let context = TransferContext(download: download, upload: upload)
+        let context = TransferContext(download: download, upload: upload, range: uploadRange ?? 0..<(upload?.size ?? 0))
         let unmanaged = Unmanaged.passRetained(context)
         defer { unmanaged.release() }
         let opaque = unmanaged.toOpaque()
@@ -153,7 +155,7 @@ final class S3Client: @unchecked Sendable {
         _ = assetfs_curl_set_headers(handle, list)
         _ = assetfs_curl_set_long(handle, CURLOPT_NOSIGNAL, 1)
         _ = assetfs_curl_set_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(settings.connectTimeout * 1000))
-        let timeout = method == "PUT" ? settings.uploadTimeout : settings.requestTimeout
+        let timeout = method == "PUT" || method == "POST" ? settings.uploadTimeout : settings.requestTimeout
         _ = assetfs_curl_set_long(handle, CURLOPT_TIMEOUT_MS, Int(timeout * 1000))
         _ = assetfs_curl_set_write(handle, { buffer, size, count, context in
             let box = Unmanaged<TransferContext>.fromOpaque(context!).takeUnretainedValue()
@@ -167,9 +169,10 @@ final class S3Client: @unchecked Sendable {
         switch method {
         case "GET": break
         case "HEAD": _ = assetfs_curl_set_long(handle, CURLOPT_NOBODY, 1)
-        case "PUT":
+        case "PUT", "POST":
             _ = assetfs_curl_set_long(handle, CURLOPT_UPLOAD, 1)
-            _ = assetfs_curl_set_off(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(upload?.size ?? 0))
+            if method == "POST" { _ = assetfs_curl_set_string(handle, CURLOPT_CUSTOMREQUEST, method) }
+            _ = assetfs_curl_set_off(handle, CURLOPT_INFILESIZE_LARGE, curl_off_t(context.range.count))
             _ = assetfs_curl_set_read(handle, { buffer, size, count, context in
                 let box = Unmanaged<TransferContext>.fromOpaque(context!).takeUnretainedValue()
                 return box.send(UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
@@ -259,6 +262,8 @@ final class S3Client: @unchecked Sendable {
 private final class TransferContext {
     let download: UnsafeMutableRawBufferPointer?
     let upload: PackSource?
+    /// The bytes of `upload` to send.
+    let range: Range<UInt64>
     var downloaded = 0
     var uploaded: UInt64 = 0
     var body: [UInt8] = []
@@ -266,9 +271,10 @@ private final class TransferContext {
     var status = 0
     var failure: StoreError?
 
-    init(download: UnsafeMutableRawBufferPointer?, upload: PackSource?) {
+    init(download: UnsafeMutableRawBufferPointer?, upload: PackSource?, range: Range<UInt64>) {
         self.download = download
         self.upload = upload
+        self.range = range
     }
 
     /// Response bytes: into the caller's buffer for a successful ranged read, else kept (error documents, lists).
@@ -305,12 +311,12 @@ private final class TransferContext {
 
     /// Upload bytes from the pack source, by offset: a rewound upload reads its start again.
     func send(_ buffer: UnsafeMutableRawBufferPointer) -> Int {
-        guard let upload, uploaded < upload.size else { return 0 }
-        let count = min(buffer.count, Int(upload.size - uploaded))
+        guard let upload, uploaded < UInt64(range.count) else { return 0 }
+        let count = min(buffer.count, Int(UInt64(range.count) - uploaded))
         do {
-            let n = try upload.descriptor.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: uploaded)
+            let n = try upload.descriptor.pread(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), at: range.lowerBound + uploaded)
             guard n > 0 else {
-                failure = StoreError(.failure, "scratch pack \(upload.path) ended after \(uploaded) of \(upload.size) bytes")
+                failure = StoreError(.failure, "scratch pack \(upload.path) ended after \(range.lowerBound + uploaded) of \(upload.size) bytes")
                 return Int(CURL_READFUNC_ABORT)
             }
             uploaded += UInt64(n)

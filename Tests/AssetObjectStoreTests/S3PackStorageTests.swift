@@ -81,6 +81,39 @@ struct S3PackStorageTests {
         }
     }
 
+    @Test("a pack above the multipart threshold goes up in parts, reads back exact, is stored once; a failed upload is aborted and leaves nothing")
+    func multipart() throws {
+        try withS3("s3-multipart") { _, storage, dir in
+            storage.multipart.threshold = 6 << 20
+            storage.multipart.partSize = 5 << 20
+            storage.multipart.partsInFlight = 3
+            let mib: UInt64 = 1 << 20
+            let expectedParts: [Range<UInt64>] = [0..<5 * mib, 5 * mib..<10 * mib, 10 * mib..<15 * mib, 15 * mib..<17 * mib]
+            #expect(storage.multipart.parts(of: 17 * mib) == expectedParts)
+            let payloads = (0..<4).map { randomBytes(4_000_000 + $0, seed: UInt64(50 + $0)) } + [textBytes(900_000, seed: 60)]
+            let sealed = try writePack(storage, payloads)
+            #expect(sealed.size > 16_000_000)
+            #expect(try storage.size(of: sealed.pack) == sealed.size)
+            let reader = ChunkReader(storage: storage)
+            for (i, location) in sealed.chunks.enumerated() { #expect(try reader.read(location) == payloads[i]) }
+            #expect(try PackIndexReader.read(sealed.pack, from: storage) == sealed.chunks)
+            let again = try writePack(storage, payloads)
+            let stored = try storage.list().count
+            #expect(again.pack == sealed.pack && stored == 1)
+            #expect(try storage.unfinishedUploads().isEmpty)
+
+            // A source that ends before its stated size: a part fails, the upload is aborted, nothing is visible.
+            let short = try PackSource.scratch(in: dir + "/scratch", contents: randomBytes(7 << 20, seed: 70))
+            defer { short.discard() }
+            let lying = PackSource(path: short.path, descriptor: short.descriptor, size: 12 << 20)
+            let id = ContentHash.of([9, 9, 9])
+            let failure = #expect(throws: StoreError.self) { try storage.put(id, from: lying) }
+            #expect(failure?.message.contains(short.path) == true, "\(String(describing: failure))")
+            #expect(try storage.size(of: id) == nil)
+            #expect(try storage.unfinishedUploads().isEmpty, "the failed upload's parts were left on the server")
+        }
+    }
+
     @Test("listing pages through more packs than one page holds")
     func listingPages() throws {
         try withS3("s3-pages") { _, storage, _ in
