@@ -49,7 +49,7 @@ struct Prefetch: ParsableCommand {
 struct Cache: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show or clear this host's disk cache of chunks (shared stores).",
-        discussion: "Example: assetfs cache; assetfs cache clear --store s3://team-assets/store",
+        discussion: "Example: assetfs cache; assetfs cache clear --store s3://team-assets/store; assetfs cache clear --all",
         subcommands: [CacheShow.self, CacheClear.self],
         defaultSubcommand: CacheShow.self)
 }
@@ -138,29 +138,28 @@ struct CacheShow: ParsableCommand {
 
 struct CacheClear: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "clear", abstract: "Delete the chunks in the disk cache, every store's or one store's (safe while mounts run: they fetch again).",
+        commandName: "clear", abstract: "Delete the chunks of the store (--store, $ASSETFS_STORE) from the disk cache, or every chunk (safe while mounts run: they fetch again).",
         discussion: """
-            Without --store every chunk is deleted; with --store only the chunks that store's catalog knows (a chunk
-            another store holds too is deleted as well: the cache keeps each chunk once).
+            With a shared store named (--store or $ASSETFS_STORE) only the chunks its catalog knows are deleted (a
+            chunk another store holds too goes as well: the cache keeps each chunk once); with --all, or when the
+            store is a local one (which has no chunks in the cache), every chunk is.
 
-            Example: assetfs cache clear --store s3://team-assets/store
+            Example: assetfs cache clear --store s3://team-assets/store; assetfs cache clear --all
             """)
     @OptionGroup var store: StoreOptions
+    @Flag(help: "Delete every chunk, whichever store it came from.") var all = false
 
     func run() throws {
         let (cache, _) = try diskCache(store)
-        guard let named = store.store else {
+        guard !all, case .s3 = try store.location() else {
             let removed = cache.clear()
             if !store.quiet { print("cleared \(removed.entries) chunks (\(Format.bytes(removed.bytes))) from \(cache.directory)") }
             return
         }
-        guard case .s3 = try store.location() else {
-            throw ValidationError("\(named) is a local store: it has no chunks in the disk cache (only stores on object storage do)")
-        }
         let (_, ids) = try DiskCacheShare.of(try store.open(), in: cache)
         let removed = cache.remove(ids)
         if !store.quiet {
-            print("cleared \(removed.entries) chunks (\(Format.bytes(removed.bytes))) of \(try store.argument) from \(cache.directory)")
+            print("cleared \(removed.entries) chunks (\(Format.bytes(removed.bytes))) of \(try store.argument) from \(cache.directory); other stores' chunks are kept (--all clears every chunk)")
         }
     }
 }
