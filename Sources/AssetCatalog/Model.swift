@@ -15,6 +15,47 @@ public enum EntryKind: UInt8, Sendable, Codable {
     case file = 0
     case directory = 1
     case symlink = 2
+    // Special files: only in workspaces, where programs make them (the kernel does their I/O). Versions hold
+    // files, directories and symlinks; import and commit skip these, each with a warning that names it.
+    case fifo = 3
+    case socket = 4
+    case characterDevice = 5
+    case blockDevice = 6
+
+    /// The kind of a `st_mode`'s file type, nil for an unknown type.
+    public init?(fileType mode: UInt32) {
+        switch mode & UInt32(S_IFMT) {
+        case UInt32(S_IFREG): self = .file
+        case UInt32(S_IFDIR): self = .directory
+        case UInt32(S_IFLNK): self = .symlink
+        case UInt32(S_IFIFO): self = .fifo
+        case UInt32(S_IFSOCK): self = .socket
+        case UInt32(S_IFCHR): self = .characterDevice
+        case UInt32(S_IFBLK): self = .blockDevice
+        default: return nil
+        }
+    }
+
+    /// FIFOs, sockets and device nodes: what a version cannot hold.
+    public var isSpecial: Bool { rawValue >= EntryKind.fifo.rawValue }
+
+    /// As people name it ("fifo", "character device"), for messages.
+    public var description: String {
+        switch self {
+        case .file: return "file"
+        case .directory: return "directory"
+        case .symlink: return "symlink"
+        case .fifo: return "fifo"
+        case .socket: return "socket"
+        case .characterDevice: return "character device"
+        case .blockDevice: return "block device"
+        }
+    }
+
+    /// The warning import and commit give for a special file they leave out of a version.
+    public static func skippedWarning(_ kind: String, path: String) -> String {
+        "skipped \(kind) \(path): only files, directories and symlinks are stored"
+    }
 }
 
 /// One name in a directory of a version. Names are raw bytes: non-UTF-8 names round-trip.

@@ -20,10 +20,12 @@ public struct WorkspaceNode: Sendable, Equatable {
     public var baseTreeID: Int64?
     public var hasDelta: Bool
     public var nlink: UInt32
+    /// Device nodes: the device number (`st_rdev`); 0 for every other kind.
+    public var rdev: UInt64
 
     public init(ino: UInt64, kind: EntryKind, mode: UInt32, uid: UInt32, gid: UInt32, mtimeNs: Int64, ctimeNs: Int64,
                 size: UInt64, target: [UInt8]? = nil, baseFileID: Int64? = nil, baseLimit: UInt64 = 0,
-                baseTreeID: Int64? = nil, hasDelta: Bool = false, nlink: UInt32 = 1) {
+                baseTreeID: Int64? = nil, hasDelta: Bool = false, nlink: UInt32 = 1, rdev: UInt64 = 0) {
         self.ino = ino
         self.kind = kind
         self.mode = mode
@@ -38,6 +40,7 @@ public struct WorkspaceNode: Sendable, Equatable {
         self.baseTreeID = baseTreeID
         self.hasDelta = hasDelta
         self.nlink = nlink
+        self.rdev = rdev
     }
 }
 
@@ -71,6 +74,10 @@ public final class WorkspaceMetadata: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS open_writers(ino INTEGER PRIMARY KEY, count INTEGER NOT NULL);
             """)
+        // Added with special files (FIFOs, sockets, device nodes); workspaces made before lack the column.
+        if try !db.rows("PRAGMA table_info(nodes)", [], { $0.text(1) }).contains("rdev") {
+            try db.execute("ALTER TABLE nodes ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0")
+        }
     }
 
     /// Runs `body` atomically: every change in it lands, or none.
@@ -83,12 +90,12 @@ public final class WorkspaceMetadata: @unchecked Sendable {
                       uid: UInt32(r.int(3)), gid: UInt32(r.int(4)), mtimeNs: r.int(5), ctimeNs: r.int(6),
                       size: UInt64(r.int(7)), target: r.optionalBlob(8), baseFileID: r.optionalInt(9),
                       baseLimit: UInt64(r.int(10)), baseTreeID: r.optionalInt(11), hasDelta: r.int(12) != 0,
-                      nlink: UInt32(r.int(13)))
+                      nlink: UInt32(r.int(13)), rdev: UInt64(bitPattern: r.int(14)))
     }
 
     static let nodeColumns = """
         SELECT ino, kind, mode, uid, gid, mtime_ns, ctime_ns, size, target, base_file_id, base_limit, base_tree_id,
-               has_delta, nlink FROM nodes
+               has_delta, nlink, rdev FROM nodes
         """
 
     public func node(_ ino: UInt64) throws -> WorkspaceNode? {
@@ -104,12 +111,12 @@ public final class WorkspaceMetadata: @unchecked Sendable {
     public func put(_ n: WorkspaceNode) throws {
         try db.run("""
             INSERT OR REPLACE INTO nodes(ino, kind, mode, uid, gid, mtime_ns, ctime_ns, size, target, base_file_id,
-                                         base_limit, base_tree_id, has_delta, nlink)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         base_limit, base_tree_id, has_delta, nlink, rdev)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.int(Int64(bitPattern: n.ino)), .int(Int64(n.kind.rawValue)), .int(Int64(n.mode)), .int(Int64(n.uid)),
                   .int(Int64(n.gid)), .int(n.mtimeNs), .int(n.ctimeNs), .int(Int64(n.size)), n.target.map { .blob($0) } ?? .null,
                   n.baseFileID.map { .int($0) } ?? .null, .int(Int64(n.baseLimit)), n.baseTreeID.map { .int($0) } ?? .null,
-                  .int(n.hasDelta ? 1 : 0), .int(Int64(n.nlink))])
+                  .int(n.hasDelta ? 1 : 0), .int(Int64(n.nlink)), .int(Int64(bitPattern: n.rdev))])
     }
 
     public func deleteNode(_ ino: UInt64) throws {

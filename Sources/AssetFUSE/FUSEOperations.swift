@@ -202,11 +202,16 @@ enum FUSEOperations {
                 fuse_reply_create(req, &e, fi)
             }
         }
-        ops.mknod = { req, parent, name, mode, _ in
+        ops.mknod = { req, parent, name, mode, rdev in
             answer(req, .mknod) {
-                // Special files: EROFS on versions (the VFS decides), otherwise unsupported.
-                guard mode & S_IFMT == S_IFREG else { try fs(req).refuseSpecialFile(parent: UInt64(parent)) }
                 let ctx = fuse_req_ctx(req)!.pointee
+                // FIFOs, sockets and device nodes: inodes of the workspace (EROFS on versions: the VFS decides).
+                guard mode & S_IFMT == S_IFREG else {
+                    var e = KernelTypes.entryParam(try fs(req).makeSpecial(parent: UInt64(parent), name: KernelTypes.name(name!), mode: mode,
+                                                                           rdev: UInt64(rdev), uid: ctx.uid, gid: ctx.gid))
+                    fuse_reply_entry(req, &e)
+                    return
+                }
                 let (entry, handle) = try fs(req).create(parent: UInt64(parent), name: KernelTypes.name(name!), mode: mode,
                                                          flags: O_RDWR, uid: ctx.uid, gid: ctx.gid)
                 fs(req).release(handle)

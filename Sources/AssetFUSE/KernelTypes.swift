@@ -17,6 +17,7 @@ enum KernelTypes {
         st.st_size = off_t(clamping: a.size)
         st.st_blocks = blkcnt_t(clamping: a.blocks)
         st.st_blksize = 4096
+        st.st_rdev = dev_t(a.rdev)
         let t = timespec(nanoseconds: a.mtimeNs)
         st.st_mtim = t
         st.st_ctim = t

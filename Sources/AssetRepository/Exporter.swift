@@ -67,6 +67,8 @@ public struct Exporter {
         }
         let cname = cString(name)
         switch entry.kind {
+        case .fifo, .socket, .characterDevice, .blockDevice:
+            throw RepositoryError(.corruption, "\(path) is a \(entry.kind.description) in the catalog: versions hold only files, directories and symlinks")
         case .directory:
             if mkdirat(dirFD, cname, 0o700) != 0 { throw fail("create directory", path) }
             let child = openat(dirFD, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

@@ -180,15 +180,8 @@ public final class Importer {
                 files.append(nil)
                 subtrees.append(nil)
             default:
-                let kind: String
-                switch st.st_mode & S_IFMT {
-                case S_IFSOCK: kind = "socket"
-                case S_IFIFO: kind = "fifo"
-                case S_IFCHR: kind = "character device"
-                case S_IFBLK: kind = "block device"
-                default: kind = "special file"
-                }
-                warnings.append("skipped \(kind) \(display(childPath)): only files, directories and symlinks are stored")
+                let kind = EntryKind(fileType: UInt32(st.st_mode))?.description ?? "special file"
+                warnings.append(EntryKind.skippedWarning(kind, path: display(childPath)))
             }
         }
         // The tree hash needs every file hash of this directory, which the pipeline and the file hasher finish

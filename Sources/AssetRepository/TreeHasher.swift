@@ -39,6 +39,8 @@ public enum TreeHasher {
                 let target = e.target ?? []
                 buf.appendLE32(UInt32(target.count))
                 buf.append(contentsOf: target)
+            case .fifo, .socket, .characterDevice, .blockDevice:
+                break  // Never in a version (import and commit skip them); the kind byte above is all there is.
             }
             hasher.update(buf)
         }

@@ -52,7 +52,7 @@ public struct VersionTree: Sendable {
         let start = try lookup(path)
         switch start?.kind {
         case .file?: add(start)
-        case .symlink?: break
+        case .symlink?, .fifo?, .socket?, .characterDevice?, .blockDevice?: break
         case .directory?, nil:
             guard let tree = start.map({ $0.subtreeID }) ?? version.rootTreeID else { return [] }
             try walk(tree) { _, entry in add(entry) }

@@ -32,7 +32,8 @@ public struct WorkspaceCommitter {
         self.options = options
     }
 
-    public func run() throws -> VersionInfo {
+    /// `warning` hears each special file (FIFO, socket, device node) left out of the version, as import says it.
+    public func run(warning: (String) -> Void = { _ in }) throws -> VersionInfo {
         let info = workspace.info
         let spec = "\(info.asset)/\(info.name)"
         if let tag = options.tag, let problem = Names.tagProblem(tag) { throw RepositoryError(.usage, problem) }
@@ -52,7 +53,7 @@ public struct WorkspaceCommitter {
         var importOptions = ImportOptions(asset: info.asset, source: workspace.directory)
         importOptions.author = options.author
         let importer = try Importer(repo: repo, options: importOptions)
-        let root = try commitDirectory(try workspace.root(), persisted: true, importer: importer)
+        let root = try commitDirectory(try workspace.root(), persisted: true, path: spec, importer: importer, warning: warning)
         try importer.pipeline.finish()
         guard let rootID = importer.pipeline.treeID(root.hash) else {
             throw RepositoryError(.failure, "internal error: commit did not write its root tree")
@@ -93,7 +94,8 @@ public struct WorkspaceCommitter {
     }
 
     /// Returns the tree hash of `dir` as it should be committed, queuing new trees and files on the importer.
-    private func commitDirectory(_ dir: WorkspaceNode, persisted: Bool, importer: Importer) throws -> (hash: ContentHash, files: Int, size: UInt64) {
+    private func commitDirectory(_ dir: WorkspaceNode, persisted: Bool, path: String, importer: Importer,
+                                 warning: (String) -> Void) throws -> (hash: ContentHash, files: Int, size: UInt64) {
         if !persisted, let treeID = dir.baseTreeID {
             let tree = try repo.catalog.tree(treeID)
             importer.pipeline.noteKnownTree(tree.hash, id: treeID)
@@ -105,6 +107,11 @@ public struct WorkspaceCommitter {
         var fileTotal = 0
         var sizeTotal: UInt64 = 0
         for (name, node) in try workspace.listing(dir) {
+            let childPath = path + "/" + String(decoding: name, as: UTF8.self)
+            if node.kind.isSpecial {
+                warning(EntryKind.skippedWarning(node.kind.description, path: childPath))
+                continue
+            }
             let isPersisted = try workspace.meta.node(node.ino) != nil
             var entry = TreeEntry(name: name, kind: node.kind, mode: node.mode, uid: node.uid, gid: node.gid, size: 0,
                                   mtimeNs: node.mtimeNs)
@@ -117,7 +124,7 @@ public struct WorkspaceCommitter {
                 fileTotal += 1
                 sizeTotal += file.size
             case .directory:
-                let sub = try commitDirectory(node, persisted: isPersisted, importer: importer)
+                let sub = try commitDirectory(node, persisted: isPersisted, path: childPath, importer: importer, warning: warning)
                 files.append(nil)
                 subtrees.append(sub.hash)
                 fileTotal += sub.files
@@ -127,6 +134,8 @@ public struct WorkspaceCommitter {
                 entry.size = UInt64(entry.target!.count)
                 files.append(nil)
                 subtrees.append(nil)
+            case .fifo, .socket, .characterDevice, .blockDevice:
+                continue  // Skipped above.
             }
             entries.append(entry)
         }

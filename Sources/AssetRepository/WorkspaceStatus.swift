@@ -53,6 +53,8 @@ public struct WorkspaceStatus {
                 if !same { out.append(Change(kind: .modified, path: path)) }
             case .symlink:
                 if node.target != old.target { out.append(Change(kind: .modified, path: path)) }
+            case .fifo, .socket, .characterDevice, .blockDevice:
+                break  // A version never holds one, so `old` cannot be of the same kind.
             }
         }
     }

@@ -80,6 +80,15 @@ extension AssetFileSystem {
         return try entry(id, overlay, n, parent: dir.ino, name: name)
     }
 
+    /// A FIFO, socket or device node (`mode` carries the type bits); its I/O is the kernel's.
+    public func makeSpecial(parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt64, uid: UInt32, gid: UInt32) throws -> Entry {
+        guard let kind = EntryKind(fileType: mode), kind.isSpecial else { throw VFSError.invalid }
+        let (overlay, dir, id, grandparent, dirName) = try workspaceNode(parent)
+        let n = try overlay.create(in: dir, parentName: dirName, grandparent: grandparent, name: name, kind: kind,
+                                   mode: mode, uid: uid, gid: gid, rdev: rdev)
+        return try entry(id, overlay, n, parent: dir.ino, name: name)
+    }
+
     public func makeSymlink(parent: UInt64, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> Entry {
         let (overlay, dir, id, grandparent, dirName) = try workspaceNode(parent)
         let n = try overlay.create(in: dir, parentName: dirName, grandparent: grandparent, name: name, kind: .symlink,
@@ -154,12 +163,6 @@ extension AssetFileSystem {
     public func removeExtendedAttribute(_ inode: UInt64, name: String) throws {
         let (overlay, n, _, parent, nodeName) = try workspaceNode(inode)
         try overlay.removeXattr(n, parent: parent, name: nodeName, attribute: Array(name.utf8))
-    }
-
-    /// Devices, fifos and sockets are not stored: EPERM in workspaces, EROFS elsewhere.
-    public func refuseSpecialFile(parent: UInt64) throws -> Never {
-        guard case .workspace? = nodes.node(parent) else { try refuseWrite(parent) }
-        throw VFSError(EPERM)
     }
 
     /// EROFS for version paths, ENOENT for unknown inodes: the answer to writes the VFS does not support there.

@@ -129,6 +129,7 @@ public final class AssetFileSystem: @unchecked Sendable {
         switch entry.kind {
         case .file: return .file(asset: asset, version: version, path: path, entry: entry)
         case .symlink: return .symlink(asset: asset, version: version, path: path, entry: entry)
+        case .fifo, .socket, .characterDevice, .blockDevice: throw VFSError.io  // Never in a version.
         case .directory:
             let subdirs = try entry.subtreeID.map { try catalog.subdirectoryCount(of: $0) } ?? 0
             return .directory(asset: asset, version: version, path: path, entry: entry, subdirectories: subdirs)

@@ -1,15 +1,34 @@
+import AssetCatalog
 #if canImport(Glibc)
 import Glibc
 #endif
 
 public enum NodeType: Sendable {
     case directory, file, symlink
+    /// Special files (workspaces only): the kernel does their I/O, the file system keeps the inode.
+    case fifo, socket, characterDevice, blockDevice
 
     var modeBits: UInt32 {
         switch self {
         case .directory: return UInt32(S_IFDIR)
         case .file: return UInt32(S_IFREG)
         case .symlink: return UInt32(S_IFLNK)
+        case .fifo: return UInt32(S_IFIFO)
+        case .socket: return UInt32(S_IFSOCK)
+        case .characterDevice: return UInt32(S_IFCHR)
+        case .blockDevice: return UInt32(S_IFBLK)
+        }
+    }
+
+    init(_ kind: EntryKind) {
+        switch kind {
+        case .file: self = .file
+        case .directory: self = .directory
+        case .symlink: self = .symlink
+        case .fifo: self = .fifo
+        case .socket: self = .socket
+        case .characterDevice: self = .characterDevice
+        case .blockDevice: self = .blockDevice
         }
     }
 }
@@ -24,6 +43,8 @@ public struct Attributes: Sendable {
     public var gid: UInt32
     public var size: UInt64
     public var mtimeNs: Int64
+    /// Device nodes: the device number.
+    public var rdev: UInt64 = 0
 
     /// Type and permission bits together, as `st_mode`.
     public var mode: UInt32 { type.modeBits | (permissions & 0o7777) }

@@ -64,9 +64,10 @@ final class WorkspaceOverlay: @unchecked Sendable {
         if n.kind == .directory && !persisted {
             nlink = UInt32(2 + (try n.baseTreeID.map { try workspace.repo.catalog.subdirectoryCount(of: $0) } ?? 0))
         }
-        let type: NodeType = n.kind == .directory ? .directory : (n.kind == .symlink ? .symlink : .file)
-        return Attributes(inode: n.ino, type: type, permissions: n.mode, linkCount: nlink, uid: n.uid, gid: n.gid,
-                          size: n.kind == .symlink ? UInt64(n.target?.count ?? 0) : size, mtimeNs: n.mtimeNs)
+        var a = Attributes(inode: n.ino, type: NodeType(n.kind), permissions: n.mode, linkCount: nlink, uid: n.uid, gid: n.gid,
+                           size: n.kind == .symlink ? UInt64(n.target?.count ?? 0) : size, mtimeNs: n.mtimeNs)
+        a.rdev = n.rdev
+        return a
     }
 
     // MARK: Changes
@@ -161,21 +162,21 @@ final class WorkspaceOverlay: @unchecked Sendable {
         }
     }
 
-    func newNode(kind: EntryKind, mode: UInt32, uid: UInt32, gid: UInt32, target: [UInt8]? = nil) throws -> WorkspaceNode {
+    func newNode(kind: EntryKind, mode: UInt32, uid: UInt32, gid: UInt32, target: [UInt8]? = nil, rdev: UInt64 = 0) throws -> WorkspaceNode {
         let now = Self.now()
         let ino = try meta.allocateInode()
         return WorkspaceNode(ino: ino, kind: kind, mode: mode & 0o7777, uid: uid, gid: gid, mtimeNs: now, ctimeNs: now,
                              size: UInt64(target?.count ?? 0), target: target, hasDelta: kind == .file,
-                             nlink: kind == .directory ? 2 : 1)
+                             nlink: kind == .directory ? 2 : 1, rdev: kind == .characterDevice || kind == .blockDevice ? rdev : 0)
     }
 
     func create(in parent: WorkspaceNode, parentName: [UInt8], grandparent: UInt64, name: [UInt8], kind: EntryKind,
-                mode: UInt32, uid: UInt32, gid: UInt32, target: [UInt8]? = nil) throws -> WorkspaceNode {
+                mode: UInt32, uid: UInt32, gid: UInt32, target: [UInt8]? = nil, rdev: UInt64 = 0) throws -> WorkspaceNode {
         try change {
             try requireDirectory(parent)
             var dir = try materialize(parent, parent: grandparent, name: parentName)
             if try childInTransaction(dir, name) != nil { throw VFSError(EEXIST) }
-            let node = try newNode(kind: kind, mode: mode, uid: uid, gid: gid, target: target)
+            let node = try newNode(kind: kind, mode: mode, uid: uid, gid: gid, target: target, rdev: rdev)
             if kind == .file {
                 let delta = try DeltaFile.open(workspace.deltaPath(node.ino), create: true)
                 delta.close()

@@ -189,6 +189,8 @@ func documentedTreeHash(_ catalog: Catalog, _ treeID: Int64) throws -> ContentHa
         case .symlink:
             let target = e.target ?? []
             data += le(UInt32(target.count)) + target
+        case .fifo, .socket, .characterDevice, .blockDevice:
+            Issue.record("a version holds a \(e.kind.description)")
         }
     }
     return ContentHash.of(data)

@@ -145,6 +145,45 @@ struct CommitTests {
         try expectSameTree(try fx.export("data@v\(v)"), fx.src, "export of the base version")
     }
 
+    @Test("FIFOs, sockets and device nodes live in a workspace; commit skips each with the warning import gives, and the version holds the rest")
+    func specialFilesCommit() throws {
+        let fx = try WSFixture("special-commit")
+        defer { fx.close() }
+        try buildSmallBase(fx.src, bigSize: 200_000)
+        let v = try fx.importVersion()
+        try fx.mount()
+        let ws = try fx.createWorkspace("ws", from: v)
+        try fx.io("make special files and a plain one") {
+            try sysCheck("mkfifo", ws + "/pipe", mkfifo(ws + "/pipe", 0o644))
+            try sysCheck("mknod c", ws + "/sub/null-ish", mknod(ws + "/sub/null-ish", S_IFCHR | 0o600, devMake(1, 3)))
+            try sysCheck("mknod b", ws + "/loop-ish", mknod(ws + "/loop-ish", S_IFBLK | 0o600, devMake(7, 200)))
+            try sysCheck("mknod s", ws + "/sock", mknod(ws + "/sock", S_IFSOCK | 0o600, 0))
+            try appendFile(ws + "/c.txt", "kept\n")
+            var st = stat()
+            try sysCheck("stat", ws + "/sub/null-ish", lstat(ws + "/sub/null-ish", &st))
+            #expect(st.st_mode & S_IFMT == S_IFCHR && devMajor(st.st_rdev) == 1 && devMinor(st.st_rdev) == 3)
+            try sysCheck("stat", ws + "/pipe", lstat(ws + "/pipe", &st))
+            #expect(st.st_mode & S_IFMT == S_IFIFO && st.st_mode & 0o7777 == 0o644)
+        }
+        let r = fx.commit("data/ws")
+        #expect(r.succeeded, "\(r)")
+        let warnings = r.errLines.filter { $0.hasPrefix("warning: skipped ") }.sorted()
+        #expect(warnings == [
+            "warning: skipped block device data/ws/loop-ish: only files, directories and symlinks are stored",
+            "warning: skipped character device data/ws/sub/null-ish: only files, directories and symlinks are stored",
+            "warning: skipped fifo data/ws/pipe: only files, directories and symlinks are stored",
+            "warning: skipped socket data/ws/sock: only files, directories and symlinks are stored",
+        ], "\(r)")
+        let committed = try WSFixture.parseVersion(r, asset: "data")
+        let count = try fx.versions().count
+        #expect(committed == v + 1 && count == 2)
+        try appendFile(fx.src + "/c.txt", "kept\n")
+        try fx.io("the committed version") {
+            try expectSameTree(fx.mnt + "/data/v\(committed)", fx.src, "the version committed from a workspace with special files", directoryModes: false)
+        }
+        try fx.verifyOK()
+    }
+
     @Test("workspace status lists added, modified and deleted paths; discard removes the workspace everywhere")
     func statusAndDiscard() throws {
         let fx = try WSFixture("status-discard")

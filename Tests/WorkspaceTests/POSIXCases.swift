@@ -702,6 +702,41 @@ enum POSIXCases {
             r.stat("made.f32")
             r.readFile("made.f32")
         },
+        POSIXCase(name: "special-files") { r in
+            // FIFOs, device nodes (as root; inert on a nodev mount) and UNIX sockets are inodes like any other.
+            r.mkfifo("pipe", 0o640)
+            r.mkfifo("dir/sub/pipe2")
+            r.mkfifo("pipe")
+            r.mknod("chr", S_IFCHR, 0o600, major: 1, minor: 3)
+            r.mknod("blk", S_IFBLK, 0o660, major: 7, minor: 200)
+            r.mknod("fifo-by-mknod", S_IFIFO, 0o600)
+            r.mknod("plain-by-mknod", S_IFREG, 0o600)
+            r.bindSocket("sock")
+            r.bindSocket("sock")
+            r.stat("pipe", extended: true)
+            r.stat("chr", extended: true)
+            r.stat("blk", extended: true)
+            r.lstat("sock")
+            r.fifoRoundTrip("pipe", "through the pipe")
+            r.chmod("pipe", 0o600)
+            r.chown("chr", 1234, 5678)
+            r.link("pipe", "pipe-link")
+            r.stat("pipe")
+            r.stat("pipe-link")
+            r.rename("blk", "dir/blk-moved")
+            r.rename("sock", "sock2")
+            r.rename("fifo-by-mknod", "base.txt")
+            r.stat("base.txt")
+            r.fifoRoundTrip("pipe-link", "again")
+            r.unlink("pipe")
+            r.stat("pipe-link")
+            r.unlink("sock2")
+            r.list("")
+            r.list("dir")
+            r.list("dir/sub")
+            r.stat("dir/blk-moved", extended: true)
+            r.stat("chr", extended: true)
+        },
     ]
 
     static var names: [String] { all.map(\.name) }

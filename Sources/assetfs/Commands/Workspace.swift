@@ -140,7 +140,7 @@ struct Commit: ParsableCommand {
         options.meta = try parseMeta(meta)
         options.keep = keep
         options.allowDiverge = allowDiverge
-        let version = try WorkspaceCommitter(repo: repo, workspace: ws, options: options).run()
+        let version = try WorkspaceCommitter(repo: repo, workspace: ws, options: options).run { printError("warning: \($0)") }
         print("\(version.asset) v\(version.number)")
     }
 }

@@ -62,6 +62,7 @@ final class Recorder {
         let type = fileType(st.st_mode)
         var s = "type=\(type)"
         if type != "d" { s += " size=\(st.st_size)" }
+        if type == "c" || type == "b" { s += " rdev=\(devMajor(st.st_rdev)):\(devMinor(st.st_rdev))" }
         s += " mode=\(String(UInt32(st.st_mode) & 0o7777, radix: 8))" + (nlink ? " nlink=\(st.st_nlink)" : "")
         if extended { s += " uid=\(st.st_uid) gid=\(st.st_gid)" }
         if times { s += " mtime=\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)" }
@@ -181,6 +182,10 @@ final class Recorder {
             case Int32(DT_REG): t = "f"
             case Int32(DT_DIR): t = "d"
             case Int32(DT_LNK): t = "l"
+            case Int32(DT_FIFO): t = "p"
+            case Int32(DT_SOCK): t = "s"
+            case Int32(DT_CHR): t = "c"
+            case Int32(DT_BLK): t = "b"
             default: t = "?\(entry.pointee.d_type)"
             }
             names.append("\(name):\(t)")
@@ -200,6 +205,51 @@ final class Recorder {
     func link(_ a: String, _ b: String) { sys("link(\(a), \(b))") { Int(Glibc.link(path(a), path(b))) } }
     func chmod(_ rel: String, _ mode: mode_t) { sys("chmod(\(rel), 0\(String(mode, radix: 8)))") { Int(Glibc.chmod(path(rel), mode)) } }
     func chown(_ rel: String, _ uid: uid_t, _ gid: gid_t) { sys("chown(\(rel), \(Int32(bitPattern: uid)), \(Int32(bitPattern: gid)))") { Int(Glibc.chown(path(rel), uid, gid)) } }
+
+    // MARK: Special files
+
+    func mkfifo(_ rel: String, _ mode: mode_t = 0o644) { sys("mkfifo(\(rel), 0\(String(mode, radix: 8)))") { Int(Glibc.mkfifo(path(rel), mode)) } }
+
+    /// `type` is S_IFCHR or S_IFBLK (root only), or S_IFIFO / S_IFSOCK / S_IFREG.
+    func mknod(_ rel: String, _ type: mode_t, _ mode: mode_t, major: UInt32 = 0, minor: UInt32 = 0) {
+        sys("mknod(\(rel), \(fileType(type)) 0\(String(mode, radix: 8)), \(major):\(minor))") {
+            Int(Glibc.mknod(path(rel), type | mode, devMake(major, minor)))
+        }
+    }
+
+    /// Binds a new UNIX socket to `rel` (through /proc/self/fd: a sockaddr_un holds only 108 bytes of path) and
+    /// connects a second socket to it; both are closed after.
+    func bindSocket(_ rel: String) {
+        let slash = rel.lastIndex(of: "/")
+        let dir = slash.map { String(rel[..<$0]) } ?? ""
+        let name = slash.map { String(rel[rel.index(after: $0)...]) } ?? rel
+        let dirFD = Glibc.open(path(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { if dirFD >= 0 { Glibc.close(dirFD) } }
+        let server = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0), client = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { Glibc.close(server); Glibc.close(client) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let text = Array("/proc/self/fd/\(dirFD)/\(name)".utf8CString)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: text.prefix(raw.count - 1).map { UInt8(bitPattern: $0) })
+        }
+        let size = socklen_t(MemoryLayout<sockaddr_un>.size)
+        sys("bind(\(rel))") { withUnsafePointer(to: &address) { Int(Glibc.bind(server, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), size)) } }
+        sys("listen(\(rel))") { Int(Glibc.listen(server, 1)) }
+        sys("connect(\(rel))") { withUnsafePointer(to: &address) { Int(Glibc.connect(client, UnsafeRawPointer($0).assumingMemoryBound(to: sockaddr.self), size)) } }
+    }
+
+    /// Writes through a FIFO and reads the bytes back (opened O_RDWR, so neither end blocks).
+    func fifoRoundTrip(_ rel: String, _ text: String) {
+        let fd = Glibc.open(path(rel), O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return note("fifo(\(rel)) = -1 \(errnoName(errno))") }
+        defer { Glibc.close(fd) }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        var back = [UInt8](repeating: 0, count: bytes.count)
+        let read = back.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        note("fifo(\(rel)) = wrote \(written), read \(read) \"\(String(decoding: back.prefix(max(0, read)), as: UTF8.self))\"")
+    }
 
     func readlink(_ rel: String) {
         var buffer = [CChar](repeating: 0, count: 4096)
@@ -272,3 +322,11 @@ final class Recorder {
 /// stat(2) and lstat(2) under names that do not collide with `Recorder`'s methods.
 func cStat(_ path: String, _ st: inout stat) -> Int32 { stat(path, &st) }
 func cLstat(_ path: String, _ st: inout stat) -> Int32 { lstat(path, &st) }
+
+// glibc's dev_t encoding (<sys/sysmacros.h> macros, which Swift does not see).
+func devMake(_ major: UInt32, _ minor: UInt32) -> dev_t {
+    let ma = UInt64(major), mi = UInt64(minor)
+    return dev_t(((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff))
+}
+func devMajor(_ dev: dev_t) -> UInt32 { UInt32(((UInt64(dev) >> 32) & 0xffff_f000) | ((UInt64(dev) >> 8) & 0xfff)) }
+func devMinor(_ dev: dev_t) -> UInt32 { UInt32(((UInt64(dev) >> 12) & 0xffff_ff00) | (UInt64(dev) & 0xff)) }

@@ -21,6 +21,10 @@ func fileType(_ mode: mode_t) -> Character {
     case S_IFREG: return "f"
     case S_IFDIR: return "d"
     case S_IFLNK: return "l"
+    case S_IFIFO: return "p"
+    case S_IFSOCK: return "s"
+    case S_IFCHR: return "c"
+    case S_IFBLK: return "b"
     default: return "?"
     }
 }
