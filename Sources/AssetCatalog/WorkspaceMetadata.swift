@@ -10,6 +10,8 @@ public struct WorkspaceNode: Sendable, Equatable {
     public var gid: UInt32
     public var mtimeNs: Int64
     public var ctimeNs: Int64
+    /// Last access as set by `utimensat` (reads do not change it: the mount is noatime).
+    public var atimeNs: Int64
     /// Logical size. For files with a delta the delta file's size is authoritative.
     public var size: UInt64
     public var target: [UInt8]?
@@ -25,7 +27,7 @@ public struct WorkspaceNode: Sendable, Equatable {
 
     public init(ino: UInt64, kind: EntryKind, mode: UInt32, uid: UInt32, gid: UInt32, mtimeNs: Int64, ctimeNs: Int64,
                 size: UInt64, target: [UInt8]? = nil, baseFileID: Int64? = nil, baseLimit: UInt64 = 0,
-                baseTreeID: Int64? = nil, hasDelta: Bool = false, nlink: UInt32 = 1, rdev: UInt64 = 0) {
+                baseTreeID: Int64? = nil, hasDelta: Bool = false, nlink: UInt32 = 1, rdev: UInt64 = 0, atimeNs: Int64? = nil) {
         self.ino = ino
         self.kind = kind
         self.mode = mode
@@ -41,6 +43,7 @@ public struct WorkspaceNode: Sendable, Equatable {
         self.hasDelta = hasDelta
         self.nlink = nlink
         self.rdev = rdev
+        self.atimeNs = atimeNs ?? mtimeNs
     }
 }
 
@@ -74,10 +77,11 @@ public final class WorkspaceMetadata: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS open_writers(ino INTEGER PRIMARY KEY, count INTEGER NOT NULL);
             """)
-        // Added with special files (FIFOs, sockets, device nodes); workspaces made before lack the column.
-        if try !db.rows("PRAGMA table_info(nodes)", [], { $0.text(1) }).contains("rdev") {
-            try db.execute("ALTER TABLE nodes ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0")
-        }
+        // Columns added since the first workspaces: rdev with special files (FIFOs, sockets, device nodes),
+        // atime_ns with separate access times (NULL in older rows: the access time is the modification time).
+        let columns = try db.rows("PRAGMA table_info(nodes)", [], { $0.text(1) })
+        if !columns.contains("rdev") { try db.execute("ALTER TABLE nodes ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0") }
+        if !columns.contains("atime_ns") { try db.execute("ALTER TABLE nodes ADD COLUMN atime_ns INTEGER") }
     }
 
     /// Runs `body` atomically: every change in it lands, or none.
@@ -90,12 +94,12 @@ public final class WorkspaceMetadata: @unchecked Sendable {
                       uid: UInt32(r.int(3)), gid: UInt32(r.int(4)), mtimeNs: r.int(5), ctimeNs: r.int(6),
                       size: UInt64(r.int(7)), target: r.optionalBlob(8), baseFileID: r.optionalInt(9),
                       baseLimit: UInt64(r.int(10)), baseTreeID: r.optionalInt(11), hasDelta: r.int(12) != 0,
-                      nlink: UInt32(r.int(13)), rdev: UInt64(bitPattern: r.int(14)))
+                      nlink: UInt32(r.int(13)), rdev: UInt64(bitPattern: r.int(14)), atimeNs: r.optionalInt(15))
     }
 
     static let nodeColumns = """
         SELECT ino, kind, mode, uid, gid, mtime_ns, ctime_ns, size, target, base_file_id, base_limit, base_tree_id,
-               has_delta, nlink, rdev FROM nodes
+               has_delta, nlink, rdev, atime_ns FROM nodes
         """
 
     public func node(_ ino: UInt64) throws -> WorkspaceNode? {
@@ -111,12 +115,12 @@ public final class WorkspaceMetadata: @unchecked Sendable {
     public func put(_ n: WorkspaceNode) throws {
         try db.run("""
             INSERT OR REPLACE INTO nodes(ino, kind, mode, uid, gid, mtime_ns, ctime_ns, size, target, base_file_id,
-                                         base_limit, base_tree_id, has_delta, nlink, rdev)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                         base_limit, base_tree_id, has_delta, nlink, rdev, atime_ns)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, [.int(Int64(bitPattern: n.ino)), .int(Int64(n.kind.rawValue)), .int(Int64(n.mode)), .int(Int64(n.uid)),
                   .int(Int64(n.gid)), .int(n.mtimeNs), .int(n.ctimeNs), .int(Int64(n.size)), n.target.map { .blob($0) } ?? .null,
                   n.baseFileID.map { .int($0) } ?? .null, .int(Int64(n.baseLimit)), n.baseTreeID.map { .int($0) } ?? .null,
-                  .int(n.hasDelta ? 1 : 0), .int(Int64(n.nlink)), .int(Int64(bitPattern: n.rdev))])
+                  .int(n.hasDelta ? 1 : 0), .int(Int64(n.nlink)), .int(Int64(bitPattern: n.rdev)), .int(n.atimeNs)])
     }
 
     public func deleteNode(_ ino: UInt64) throws {

@@ -18,10 +18,9 @@ enum KernelTypes {
         st.st_blocks = blkcnt_t(clamping: a.blocks)
         st.st_blksize = 4096
         st.st_rdev = dev_t(a.rdev)
-        let t = timespec(nanoseconds: a.mtimeNs)
-        st.st_mtim = t
-        st.st_ctim = t
-        st.st_atim = t
+        st.st_mtim = timespec(nanoseconds: a.mtimeNs)
+        st.st_ctim = timespec(nanoseconds: a.ctimeNs ?? a.mtimeNs)
+        st.st_atim = timespec(nanoseconds: a.atimeNs ?? a.mtimeNs)
         return st
     }
 

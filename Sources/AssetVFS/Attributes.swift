@@ -45,6 +45,10 @@ public struct Attributes: Sendable {
     public var mtimeNs: Int64
     /// Device nodes: the device number.
     public var rdev: UInt64 = 0
+    /// Access and status-change times where they are kept apart from the modification time (workspaces); nil
+    /// reports the modification time (versions, whose inodes never change).
+    public var atimeNs: Int64?
+    public var ctimeNs: Int64?
 
     /// Type and permission bits together, as `st_mode`.
     public var mode: UInt32 { type.modeBits | (permissions & 0o7777) }

@@ -26,6 +26,7 @@ public struct AttributeChanges: Sendable {
     public var gid: UInt32?
     public var size: UInt64?
     public var mtimeNs: Int64?
+    public var atimeNs: Int64?
     public init() {}
 }
 
@@ -91,6 +92,7 @@ extension WorkspaceOverlay {
                 node.mtimeNs = now
             }
             if let mtime = changes.mtimeNs { node.mtimeNs = mtime }
+            if let atime = changes.atimeNs { node.atimeNs = atime }
             node.ctimeNs = now
             try meta.put(node)
             refreshHandles(node)
@@ -215,6 +217,7 @@ extension WorkspaceOverlay {
                 try delta.descriptor.pwrite(data, at: offset)
                 h.wroteSinceSync = true
                 h.node.mtimeNs = Self.now()
+                h.node.ctimeNs = h.node.mtimeNs
                 return data.count
             } catch let error as StoreError {
                 throw VFSError(error)
@@ -230,7 +233,7 @@ extension WorkspaceOverlay {
             guard var node = try meta.nodeInTransaction(h.node.ino) else { return }
             node.size = try h.delta?.size ?? node.size
             node.mtimeNs = max(node.mtimeNs, h.node.mtimeNs)
-            node.ctimeNs = node.mtimeNs
+            node.ctimeNs = max(node.ctimeNs, h.node.ctimeNs)
             try meta.put(node)
             h.wroteSinceSync = false
         }

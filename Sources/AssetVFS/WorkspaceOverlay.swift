@@ -67,6 +67,8 @@ final class WorkspaceOverlay: @unchecked Sendable {
         var a = Attributes(inode: n.ino, type: NodeType(n.kind), permissions: n.mode, linkCount: nlink, uid: n.uid, gid: n.gid,
                            size: n.kind == .symlink ? UInt64(n.target?.count ?? 0) : size, mtimeNs: n.mtimeNs)
         a.rdev = n.rdev
+        a.atimeNs = n.atimeNs
+        a.ctimeNs = n.ctimeNs
         return a
     }
 

@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Workspace metadata")
 struct WorkspaceMetadataTests {
-    @Test("a workspace made before special files opens: its nodes keep their rows and gain rdev; device numbers round-trip")
+    @Test("a workspace made before special files and access times opens: its nodes keep their rows (atime = mtime) and gain rdev; both round-trip")
     func rdevColumnAdded() throws {
         try withTemporaryDirectory("ws-meta") { dir in
             let path = dir + "/meta.sqlite"
@@ -22,9 +22,9 @@ struct WorkspaceMetadataTests {
             }
             let meta = try WorkspaceMetadata(path: path)
             let kept = try #require(try meta.node(7))
-            #expect(kept.kind == .file && kept.size == 11 && kept.mode == 0o644 && kept.rdev == 0)
+            #expect(kept.kind == .file && kept.size == 11 && kept.mode == 0o644 && kept.rdev == 0 && kept.atimeNs == 5 && kept.ctimeNs == 6)
             let device = WorkspaceNode(ino: 8, kind: .blockDevice, mode: 0o600, uid: 0, gid: 6, mtimeNs: 1, ctimeNs: 2, size: 0,
-                                       rdev: 0x7_0000_00c8)
+                                       rdev: 0x7_0000_00c8, atimeNs: -31_536_000_000_000_000)
             try meta.transaction { try meta.put(device) }
             #expect(try meta.node(8) == device)
             // Opening again (the column is there now) changes nothing.

@@ -702,6 +702,37 @@ enum POSIXCases {
             r.stat("made.f32")
             r.readFile("made.f32")
         },
+        POSIXCase(name: "timestamps") { r in
+            // atime, mtime and ctime are separate; UTIME_NOW and UTIME_OMIT per field; times before 1970 and
+            // after 2038; ctime follows every change of the inode, a directory's mtime and ctime its entries.
+            r.utimens("base.txt", atime: .at(t1.0, t1.1), mtime: .at(t2.0, t2.1))
+            r.times("base.txt")
+            r.utimens("base.txt", atime: .now, mtime: .omit)
+            r.times("base.txt")
+            r.utimens("base.txt", atime: .omit, mtime: .at(t1.0, t1.1))
+            r.times("base.txt")
+            r.utimens("base.txt", atime: .at(t2.0, t2.1), mtime: .now)
+            r.times("base.txt")
+            r.utimens("base.txt", atime: .at(t1.0, t1.1), mtime: .at(t1.0, t1.1))
+            r.chmod("base.txt", 0o600)
+            r.times("base.txt")
+            r.openClose("old.txt", O_CREAT | O_WRONLY)
+            r.utimens("old.txt", atime: .at(-31_536_000, 5), mtime: .at(-1, 999_999_999))
+            r.times("old.txt")
+            r.utimens("old.txt", atime: .at(4_102_444_800, 1), mtime: .at(4_102_444_801, 2))
+            r.times("old.txt")
+            r.utimens("dir", atime: .at(t1.0, t1.1), mtime: .at(t1.0, t1.1))
+            r.times("dir")
+            r.openClose("dir/new.txt", O_CREAT | O_WRONLY)
+            r.times("dir")
+            r.utimens("dir", atime: .at(t1.0, t1.1), mtime: .at(t1.0, t1.1))
+            r.unlink("dir/new.txt")
+            r.times("dir")
+            r.utimens("dir/sub", atime: .at(t2.0, t2.1), mtime: .at(t2.0, t2.1))
+            r.symlink("target", "link")
+            r.utimens("link", atime: .at(t1.0, t1.1), mtime: .at(t2.0, t2.1))
+            r.times("link")
+        },
         POSIXCase(name: "special-files") { r in
             // FIFOs, device nodes (as root; inert on a nodev mount) and UNIX sockets are inodes like any other.
             r.mkfifo("pipe", 0o640)

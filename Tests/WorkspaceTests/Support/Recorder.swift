@@ -258,6 +258,42 @@ final class Recorder {
         lines.append("readlink(\(rel)) = " + (n < 0 ? "-1 \(errnoName(errno))" : "\"\(cArrayString(Array(buffer[0..<n]) + [0]))\""))
     }
 
+    enum TimeField {
+        case now, omit
+        case at(Int, Int)
+        var spec: timespec {
+            switch self {
+            case .now: return timespec(tv_sec: 0, tv_nsec: (1 << 30) - 1)  // UTIME_NOW
+            case .omit: return timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2)  // UTIME_OMIT
+            case .at(let s, let n): return timespec(tv_sec: s, tv_nsec: n)
+            }
+        }
+        var label: String {
+            switch self {
+            case .now: return "NOW"
+            case .omit: return "OMIT"
+            case .at(let s, let n): return "\(s).\(n)"
+            }
+        }
+    }
+
+    /// utimensat with each field given on its own (a time, UTIME_NOW or UTIME_OMIT).
+    func utimens(_ rel: String, atime: TimeField, mtime: TimeField) {
+        var times = [atime.spec, mtime.spec]
+        sys("utimensat(\(rel), atime \(atime.label), mtime \(mtime.label))") { Int(utimensat(AT_FDCWD, path(rel), &times, AT_SYMLINK_NOFOLLOW)) }
+    }
+
+    /// atime, mtime and ctime of `rel` (lstat): each as "recent" when within two minutes of now (the moment a
+    /// call set it, which differs between two runs), else exactly.
+    func times(_ rel: String) {
+        var st = Glibc.stat()
+        guard cLstat(path(rel), &st) == 0 else { return note("times(\(rel)) = -1 \(errnoName(errno))") }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        func show(_ t: timespec) -> String { abs(t.tv_sec - now.tv_sec) < 120 ? "recent" : "\(t.tv_sec).\(t.tv_nsec)" }
+        note("times(\(rel)) = atime \(show(st.st_atim)), mtime \(show(st.st_mtim)), ctime \(show(st.st_ctim))")
+    }
+
     func utimens(_ rel: String, atime: (Int, Int), mtime: (Int, Int)) {
         var times = [timespec(tv_sec: atime.0, tv_nsec: atime.1), timespec(tv_sec: mtime.0, tv_nsec: mtime.1)]
         sys("utimensat(\(rel), \(mtime.0).\(mtime.1))") { Int(utimensat(AT_FDCWD, path(rel), &times, 0)) }
