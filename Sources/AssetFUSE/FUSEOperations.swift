@@ -320,10 +320,16 @@ enum FUSEOperations {
                 fuse_reply_err(req, 0)
             }
         }
+        ops.fallocate = { req, _, mode, offset, length, fi in
+            answer(req, .fallocate) {
+                try fs(req).allocate(fi!.pointee.fh, mode: mode, offset: UInt64(offset), length: UInt64(length))
+                fuse_reply_err(req, 0)
+            }
+        }
     }
 }
 
 /// The requests counted in metrics (label `operation`): those answered through `answer`.
 enum FUSEOperation: Int, CaseIterable {
-    case lookup, getattr, readlink, open, read, opendir, readdir, readdirplus, getxattr, listxattr, create, mknod, mkdir, symlink, link, unlink, rmdir, rename, setattr, write, flush, fsync, setxattr, removexattr
+    case lookup, getattr, readlink, open, read, opendir, readdir, readdirplus, getxattr, listxattr, create, mknod, mkdir, symlink, link, unlink, rmdir, rename, setattr, write, flush, fsync, setxattr, removexattr, fallocate
 }

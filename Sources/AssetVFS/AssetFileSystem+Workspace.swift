@@ -149,6 +149,12 @@ extension AssetFileSystem {
         return try overlay.write(id, offset: offset, data: data)
     }
 
+    /// fallocate(2) on an open workspace file (modes 0 and FALLOC_FL_KEEP_SIZE; others answer EOPNOTSUPP).
+    public func allocate(_ handle: UInt64, mode: Int32, offset: UInt64, length: UInt64) throws {
+        guard case .workspaceFile(let overlay, let id)? = handles.get(handle) else { throw VFSError.badHandle }
+        try overlay.allocate(id, mode: mode, offset: offset, length: length)
+    }
+
     public func flush(_ handle: UInt64, durable: Bool) throws {
         guard case .workspaceFile(let overlay, let id)? = handles.get(handle) else { return }
         try overlay.flush(id, durable: durable)

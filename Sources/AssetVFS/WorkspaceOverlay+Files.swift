@@ -225,6 +225,34 @@ extension WorkspaceOverlay {
         }
     }
 
+    /// fallocate(2), modes 0 and FALLOC_FL_KEEP_SIZE (1): mode 0 grows the file to the range's end (the new
+    /// bytes read as zeros); both reserve space in the delta, but only past the base's bytes (`baseLimit`): a
+    /// block allocated in the delta counts as written (the delta's SEEK_DATA map is the overlay's), which is
+    /// right only where the base has nothing to show. Other modes (punching holes, zeroing, collapsing) answer
+    /// EOPNOTSUPP, as before.
+    func allocate(_ id: UInt64, mode: Int32, offset: UInt64, length: UInt64) throws {
+        guard mode & ~1 == 0 else { throw VFSError(EOPNOTSUPP) }
+        let h = try handle(id)
+        guard h.writable, let delta = h.delta else { throw VFSError.badHandle }
+        try lock.withLock {
+            let flock = try WorkspaceLocks.shared(workspace.directory)
+            defer { flock.release() }
+            do {
+                let end = offset + length
+                let from = max(offset, h.node.baseLimit)
+                if end > from, fallocateKeepSize(delta.descriptor.raw, offset: from, length: end - from) != 0 { throw VFSError(errno) }
+                if mode & 1 == 0, end > (try delta.size) {
+                    if ftruncate(delta.descriptor.raw, off_t(end)) != 0 { throw VFSError(errno) }
+                    h.wroteSinceSync = true
+                    h.node.mtimeNs = Self.now()
+                    h.node.ctimeNs = h.node.mtimeNs
+                }
+            } catch let error as StoreError {
+                throw VFSError(error)
+            }
+        }
+    }
+
     /// Persists size and times of a written file; with `durable`, fsyncs its data and the metadata too.
     func flush(_ id: UInt64, durable: Bool) throws {
         let h = try handle(id)
@@ -283,3 +311,18 @@ extension WorkspaceOverlay {
         }
     }
 }
+
+/// fallocate(fd, FALLOC_FL_KEEP_SIZE, offset, length); 0 or -1 with errno. Glibc declares fallocate only
+/// under _GNU_SOURCE, which Swift's Glibc module does not see, so it is looked up once by name.
+func fallocateKeepSize(_ fd: Int32, offset: UInt64, length: UInt64) -> Int32 {
+    guard let call = glibcFallocate else {
+        errno = EOPNOTSUPP
+        return -1
+    }
+    return call(fd, 1 /* FALLOC_FL_KEEP_SIZE */, off_t(offset), off_t(length))
+}
+
+private let glibcFallocate: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32)? = {
+    guard let symbol = dlsym(nil, "fallocate") else { return nil }
+    return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32, off_t, off_t) -> Int32).self)
+}()

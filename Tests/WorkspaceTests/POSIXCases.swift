@@ -702,6 +702,76 @@ enum POSIXCases {
             r.stat("made.f32")
             r.readFile("made.f32")
         },
+        POSIXCase(name: "file-size-limit") { r in
+            // RLIMIT_FSIZE: growing a file past it answers EFBIG (SIGXFSZ ignored here, as stress-ng does),
+            // by write, ftruncate, truncate, fallocate and copy_file_range; writes up to it succeed.
+            r.python("""
+                import ctypes, errno, os, resource, signal, sys
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                root = sys.argv[1]
+                resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+                def t(name, f):
+                    try:
+                        print(name, "=", f())
+                    except OSError as e:
+                        print(name, "=", errno.errorcode[e.errno])
+                p = os.path.join(root, "limited.bin")
+                fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+                t("posix_fallocate 2M", lambda: os.posix_fallocate(fd, 0, 2 << 20))
+                libc = ctypes.CDLL(None, use_errno=True)
+                def fallocate(mode, length):
+                    if libc.fallocate(fd, mode, ctypes.c_long(0), ctypes.c_long(length)) != 0:
+                        raise OSError(ctypes.get_errno(), "fallocate")
+                    return 0
+                t("fallocate 2M", lambda: fallocate(0, 2 << 20))
+                t("fallocate keep-size 2M", lambda: fallocate(1, 2 << 20))
+                t("ftruncate 2M", lambda: os.ftruncate(fd, 2 << 20))
+                t("pwrite at 1M", lambda: os.pwrite(fd, b"x" * 10, 1 << 20))
+                t("pwrite across 1M", lambda: os.pwrite(fd, b"x" * 10, (1 << 20) - 4))
+                t("size", lambda: os.fstat(fd).st_size)
+                src = os.open(os.path.join(root, "base.txt"), os.O_RDONLY)
+                t("copy_file_range past 1M", lambda: os.copy_file_range(src, fd, 100, 0, (1 << 20) + 10))
+                t("copy_file_range below 1M", lambda: os.copy_file_range(src, fd, 100, 0, 4096))
+                os.close(src)
+                t("size", lambda: os.fstat(fd).st_size)
+                os.close(fd)
+                t("truncate 3M", lambda: os.truncate(p, 3 << 20))
+                t("truncate 1M", lambda: os.truncate(p, 1 << 20))
+                """)
+            r.stat("limited.bin")
+            r.readFile("limited.bin")
+        },
+        POSIXCase(name: "fallocate") { r in
+            // Growing a base file and a new one with fallocate: the base's bytes stay, the new ones read as zeros.
+            r.python("""
+                import ctypes, os, sys
+                root = sys.argv[1]
+                libc = ctypes.CDLL(None, use_errno=True)
+                def fallocate(path, mode, offset, length):
+                    fd = os.open(os.path.join(root, path), os.O_RDWR | os.O_CREAT, 0o644)
+                    r = libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length))
+                    e = ctypes.get_errno()
+                    size = os.fstat(fd).st_size
+                    os.close(fd)
+                    print(path, mode, offset, length, "=", r if r == 0 else os.strerror(e), "size", size)
+                fallocate("base.txt", 0, 100, 20000)
+                fallocate("base.txt", 1, 0, 1 << 20)
+                fallocate("dir/sub/deep.txt", 0, 0, 50)
+                fallocate("grown.bin", 0, 4096, 8192)
+                fallocate("kept.bin", 1, 0, 65536)
+                fallocate("big.bin", 1, 0, 500000)
+                fallocate("big.bin", 0, 1000, 100000)
+                """)
+            r.stat("big.bin")
+            r.readFile("big.bin")
+            r.stat("base.txt")
+            r.readFile("base.txt")
+            r.stat("dir/sub/deep.txt")
+            r.readFile("dir/sub/deep.txt")
+            r.stat("grown.bin")
+            r.readFile("grown.bin")
+            r.stat("kept.bin")
+        },
         POSIXCase(name: "timestamps") { r in
             // atime, mtime and ctime are separate; UTIME_NOW and UTIME_OMIT per field; times before 1970 and
             // after 2038; ctime follows every change of the inode, a directory's mtime and ctime its entries.
