@@ -178,7 +178,11 @@ final class WorkspaceOverlay: @unchecked Sendable {
             try requireDirectory(parent)
             var dir = try materialize(parent, parent: grandparent, name: parentName)
             if try childInTransaction(dir, name) != nil { throw VFSError(EEXIST) }
-            let node = try newNode(kind: kind, mode: mode, uid: uid, gid: gid, target: target, rdev: rdev)
+            // A setgid directory passes its group on, and its setgid bit to new subdirectories (as ext4 does;
+            // the kernel has already stripped S_ISGID from a new file's mode where the caller may not keep it).
+            let inherits = dir.mode & UInt32(S_ISGID) != 0
+            let node = try newNode(kind: kind, mode: inherits && kind == .directory ? mode | UInt32(S_ISGID) : mode, uid: uid,
+                                   gid: inherits ? dir.gid : gid, target: target, rdev: rdev)
             if kind == .file {
                 let delta = try DeltaFile.open(workspace.deltaPath(node.ino), create: true)
                 delta.close()
