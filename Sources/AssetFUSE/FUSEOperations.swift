@@ -64,7 +64,7 @@ enum FUSEOperations {
                 // ENOSYS tells the kernel to open every file of this mount itself from now on (no_open): it keeps
                 // the page cache across opens and sends no release. Reads then carry handle 0.
                 if vfs.servesOpensInKernel { throw VFSError(ENOSYS) }
-                fi!.pointee.fh = try vfs.open(UInt64(ino), flags: fi!.pointee.flags)
+                fi!.pointee.fh = try vfs.open(UInt64(ino), flags: fi!.pointee.flags, uid: fuse_req_ctx(req)!.pointee.uid)
                 // Version files never change: keep the page cache across opens.
                 let immutable = vfs.keepsCache(fi!.pointee.fh)
                 fi!.pointee.keep_cache = immutable ? 1 : 0

@@ -10,11 +10,13 @@ extension AssetFileSystem {
     /// Reads smaller than this that do not continue the previous read fetch single 64 KiB blocks, not chunks.
     static let smallRead = 64 << 10
 
-    public func open(_ inode: UInt64, flags: Int32) throws -> UInt64 {
+    /// `uid`: the caller's (an O_TRUNC by anyone but root clears setuid and setgid bits, as on ext4).
+    public func open(_ inode: UInt64, flags: Int32, uid: UInt32 = 0) throws -> UInt64 {
         guard let node = nodes.node(inode) else { throw VFSError.notFound }
         if case .workspace(let id, let local, let parent, let name) = node {
             let overlay = try self.overlay(id)
-            let handle = try overlay.open(try resolveWorkspace(id, local, parent: parent, name: name), parent: parent, name: name, flags: flags)
+            let handle = try overlay.open(try resolveWorkspace(id, local, parent: parent, name: name), parent: parent, name: name,
+                                          flags: flags, uid: uid)
             return handles.add(.workspaceFile(overlay, handle))
         }
         guard flags & O_ACCMODE == O_RDONLY, flags & (O_TRUNC | O_APPEND | O_CREAT) == 0 else { throw VFSError.readOnly }

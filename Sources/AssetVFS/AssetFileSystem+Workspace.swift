@@ -162,7 +162,7 @@ extension AssetFileSystem {
 
     public func setExtendedAttribute(_ inode: UInt64, name: String, value: [UInt8], flags: Int32) throws {
         let (overlay, n, _, parent, nodeName) = try workspaceNode(inode)
-        guard name.hasPrefix("user.") else { throw VFSError(EOPNOTSUPP) }
+        guard Self.keepsAttribute(name) else { throw VFSError(EOPNOTSUPP) }
         try overlay.setXattr(n, parent: parent, name: nodeName, attribute: Array(name.utf8), value: value, flags: flags)
     }
 

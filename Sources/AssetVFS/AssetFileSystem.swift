@@ -262,10 +262,15 @@ public final class AssetFileSystem: @unchecked Sendable {
         }
     }
 
+    /// The extended attributes a workspace keeps: `user.*`, and `trusted.*` (the kernel lets only
+    /// CAP_SYS_ADMIN callers set or read those, before a request reaches the daemon). Not `security.*` (SELinux
+    /// labels) or `system.*` (ACLs).
+    static func keepsAttribute(_ name: String) -> Bool { name.hasPrefix("user.") || name.hasPrefix("trusted.") }
+
     public func extendedAttribute(_ inode: UInt64, name: String) throws -> [UInt8] {
-        // Only the user namespace exists here. ENOTSUP (not ENODATA) lets tools like `ls -l` remember that
-        // this file system has no SELinux labels or ACLs instead of asking again for every file.
-        guard name.hasPrefix("user.") else { throw VFSError(EOPNOTSUPP) }
+        // Only the user and trusted namespaces exist here. ENOTSUP (not ENODATA) lets tools like `ls -l`
+        // remember that this file system has no SELinux labels or ACLs instead of asking again for every file.
+        guard Self.keepsAttribute(name) else { throw VFSError(EOPNOTSUPP) }
         switch (nodes.node(inode), name) {
         case (.file(_, _, _, let e)?, Self.sha256Attribute):
             return Array(try catalog.file(e.fileID ?? -1).hash.hex.utf8)

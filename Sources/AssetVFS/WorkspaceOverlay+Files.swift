@@ -100,6 +100,14 @@ extension WorkspaceOverlay {
         }
     }
 
+    /// `mode` without setuid, and without setgid where group execute is set (setgid without it marks
+    /// mandatory locking, which Linux leaves alone).
+    static func withoutPrivileges(_ mode: UInt32) -> UInt32 {
+        var out = mode & ~UInt32(S_ISUID)
+        if out & UInt32(S_IXGRP) != 0 { out &= ~UInt32(S_ISGID) }
+        return out
+    }
+
     /// Gives a persisted file a delta (sparse, same size: every byte still comes from the base).
     func ensureDelta(_ n: WorkspaceNode) throws -> WorkspaceNode {
         guard n.kind == .file, !n.hasDelta else { return n }
@@ -136,7 +144,7 @@ extension WorkspaceOverlay {
 
     // MARK: Open, read, write
 
-    func open(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], flags: Int32) throws -> UInt64 {
+    func open(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], flags: Int32, uid: UInt32 = 0) throws -> UInt64 {
         guard n.kind == .file else { throw n.kind == .directory ? VFSError.isDirectory : VFSError.invalid }
         let writable = flags & O_ACCMODE != O_RDONLY
         var node = n
@@ -147,6 +155,10 @@ extension WorkspaceOverlay {
                     persisted = try truncate(persisted, to: 0)
                     persisted.mtimeNs = Self.now()
                     persisted.ctimeNs = persisted.mtimeNs
+                    // The kernel leaves this to the file system when it truncates inside OPEN (atomic O_TRUNC):
+                    // like any truncate by a caller without CAP_FSETID (taken as: not root), it drops setuid,
+                    // and setgid where group execute is set.
+                    if uid != 0 { persisted.mode = Self.withoutPrivileges(persisted.mode) }
                     try meta.put(persisted)
                 }
                 // Descriptors already open on the file must see the truncation (and the delta) too: a write

@@ -85,3 +85,34 @@ struct OtherUserTests {
                           workspace: outputs[1].split(separator: "\n").map(String.init))
     }
 }
+
+@Suite("Workspace differential tester")
+struct DifferentialTests {
+    /// Seeds that once found a difference (kept as regression cases), then a bounded run from a fixed seed.
+    /// `POSIX_DIFF_SECONDS` and `POSIX_DIFF_SEED` make longer or other runs (`scripts/posix-diff.py` by hand too).
+    static let regressionSeeds = [2, 4, 976]
+
+    @Test("seeded random system calls as root and uids 1000 and 1001 answer alike in a local directory and a workspace (scripts/posix-diff.py)")
+    func seededCalls() throws {
+        let env = ProcessInfo.processInfo.environment
+        let seconds = env["POSIX_DIFF_SECONDS"].flatMap(Double.init) ?? 40
+        let fx = try WSFixture("posix-diff", backstop: seconds + 120)
+        defer { fx.close() }
+        chmod(fx.root, 0o755)
+        chmod(fx.mnt, 0o755)
+        chmod(fx.local, 0o755)
+        try writeFile(fx.src + "/base.txt", Array("base\n".utf8), mode: 0o644)
+        let v = try fx.importVersion()
+        try fx.mount(options: ["allow_other"])
+        let ws = try fx.createWorkspace("ws", from: v)
+        let tester = Paths.packageRoot + "/scripts/posix-diff.py"
+        for seed in Self.regressionSeeds {
+            let r = fx.run(["python3", tester, "--seed", "\(seed)", "--ops", "300", fx.local, ws], timeout: 60)
+            #expect(r.succeeded && r.out.contains("no difference"), "regression seed \(seed): \(r)")
+        }
+        let start = env["POSIX_DIFF_SEED"] ?? "2000"
+        let r = fx.run(["python3", tester, "--seed", start, "--ops", "300", "--seconds", "\(seconds)", fx.local, ws], timeout: seconds + 60)
+        #expect(r.succeeded && r.out.contains("no difference"), "\(r)")
+        print("posix-diff: \(r.out.trimmingCharacters(in: .whitespacesAndNewlines))")
+    }
+}
