@@ -182,7 +182,24 @@ def run_seed(seed, ops, roots):
             print("  local:     %s; %s" % (answers[0], states[0]))
             print("  workspace: %s; %s" % (answers[1], states[1]))
             return False
+        if step % 25 == 0 or step == ops:
+            # Every name in both trees, with what lstat says: catches entries left behind or lost elsewhere.
+            trees = [tree(d) for d in dirs]
+            if trees[0] != trees[1]:
+                print("seed %d after step %d (%s as uid %d): the trees differ" % (seed, step, call, user[0]))
+                for line in sorted(set(trees[0]) ^ set(trees[1]))[:10]:
+                    print("  %s %s" % ("local only:    " if line in trees[0] else "workspace only:", line))
+                return False
     return True
+
+
+def tree(top):
+    out = []
+    for directory, subdirs, files in os.walk(top):
+        for name in sorted(subdirs + files):
+            path = os.path.join(directory, name)
+            out.append("%s: %s" % (os.path.relpath(path, top), describe(path)))
+    return sorted(out)
 
 
 def main():
