@@ -65,6 +65,7 @@ extension AssetFileSystem {
     }
 
     public func create(parent: UInt64, name: [UInt8], mode: UInt32, flags: Int32, uid: UInt32, gid: UInt32) throws -> (Entry, UInt64) {
+        try Self.checkName(name)
         let (overlay, dir, id, grandparent, dirName) = try workspaceNode(parent)
         let n = try overlay.create(in: dir, parentName: dirName, grandparent: grandparent, name: name, kind: .file,
                                    mode: mode, uid: uid, gid: gid)
@@ -74,6 +75,7 @@ extension AssetFileSystem {
     }
 
     public func makeDirectory(parent: UInt64, name: [UInt8], mode: UInt32, uid: UInt32, gid: UInt32) throws -> Entry {
+        try Self.checkName(name)
         let (overlay, dir, id, grandparent, dirName) = try workspaceNode(parent)
         let n = try overlay.create(in: dir, parentName: dirName, grandparent: grandparent, name: name, kind: .directory,
                                    mode: mode, uid: uid, gid: gid)
@@ -82,6 +84,7 @@ extension AssetFileSystem {
 
     /// A FIFO, socket or device node (`mode` carries the type bits); its I/O is the kernel's.
     public func makeSpecial(parent: UInt64, name: [UInt8], mode: UInt32, rdev: UInt64, uid: UInt32, gid: UInt32) throws -> Entry {
+        try Self.checkName(name)
         guard let kind = EntryKind(fileType: mode), kind.isSpecial else { throw VFSError.invalid }
         let (overlay, dir, id, grandparent, dirName) = try workspaceNode(parent)
         let n = try overlay.create(in: dir, parentName: dirName, grandparent: grandparent, name: name, kind: kind,
@@ -90,6 +93,7 @@ extension AssetFileSystem {
     }
 
     public func makeSymlink(parent: UInt64, name: [UInt8], target: [UInt8], uid: UInt32, gid: UInt32) throws -> Entry {
+        try Self.checkName(name)
         let (overlay, dir, id, grandparent, dirName) = try workspaceNode(parent)
         let n = try overlay.create(in: dir, parentName: dirName, grandparent: grandparent, name: name, kind: .symlink,
                                    mode: 0o777, uid: uid, gid: gid, target: target)
@@ -97,6 +101,7 @@ extension AssetFileSystem {
     }
 
     public func makeLink(_ inode: UInt64, newParent: UInt64, newName: [UInt8]) throws -> Entry {
+        try Self.checkName(newName)
         let (overlay, target, id, targetParent, targetName) = try workspaceNode(inode)
         let (overlay2, dir, id2, grandparent, dirName) = try workspaceNode(newParent)
         guard id == id2, overlay === overlay2 else { throw VFSError(EXDEV) }
@@ -111,6 +116,7 @@ extension AssetFileSystem {
     }
 
     public func rename(parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: UInt32) throws {
+        try Self.checkName(newName)
         guard let from = nodes.node(parent), let to = nodes.node(newParent) else { throw VFSError.notFound }
         guard case .workspace(let id, _, _, _) = from else { throw VFSError.readOnly }
         guard case .workspace(let id2, _, _, _) = to else {

@@ -54,7 +54,16 @@ public final class AssetFileSystem: @unchecked Sendable {
 
     // MARK: Names
 
+    /// NAME_MAX, as statfs reports it: a longer name answers ENAMETOOLONG, as on ext4 (FUSE passes names of up
+    /// to 1,024 bytes on to the file system).
+    static let nameMax = 255
+
+    static func checkName(_ name: [UInt8]) throws {
+        if name.count > nameMax { throw VFSError(ENAMETOOLONG) }
+    }
+
     public func lookup(parent: UInt64, name: [UInt8]) throws -> Entry {
+        try Self.checkName(name)
         guard let parentNode = nodes.node(parent) else { throw VFSError.notFound }
         guard let child = try child(of: parentNode, named: name) else { throw VFSError.notFound }
         _ = try nodes.remember(child)

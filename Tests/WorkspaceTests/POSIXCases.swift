@@ -772,6 +772,25 @@ enum POSIXCases {
             r.readFile("grown.bin")
             r.stat("kept.bin")
         },
+        POSIXCase(name: "name-length") { r in
+            // NAME_MAX is 255 bytes: one more answers ENAMETOOLONG for every call that names it.
+            let ok = String(repeating: "n", count: 255), long = String(repeating: "n", count: 256)
+            r.openClose(ok, O_CREAT | O_WRONLY)
+            r.openClose(long, O_CREAT | O_WRONLY)
+            r.stat(long)
+            r.mkdir("dir/" + long)
+            r.mkdir("dir/" + String(repeating: "d", count: 255))
+            r.symlink("base.txt", long)
+            r.link("base.txt", long)
+            r.rename("base.txt", long)
+            r.rename(ok, "dir/" + long)
+            r.mkfifo(long)
+            r.unlink(long)
+            r.rmdir("dir/" + long)
+            r.openClose(String(repeating: "x", count: 1000), O_CREAT | O_WRONLY)
+            r.list("")
+            r.list("dir")
+        },
         POSIXCase(name: "timestamps") { r in
             // atime, mtime and ctime are separate; UTIME_NOW and UTIME_OMIT per field; times before 1970 and
             // after 2038; ctime follows every change of the inode, a directory's mtime and ctime its entries.
