@@ -161,7 +161,27 @@ def touched(call):
     return sorted(out)
 
 
-def run_seed(seed, ops, roots):
+def stamps(path):
+    try:
+        s = os.lstat(path)
+        # A directory's atime is left out: ext4 sets it when the directory is read (relatime), and a FUSE file
+        # system cannot show that change while the kernel holds the directory's attributes.
+        atime = None if stat.S_ISDIR(s.st_mode) else s.st_atime_ns
+        return (s.st_ino, atime, s.st_mtime_ns, s.st_ctime_ns)
+    except OSError:
+        return None
+
+
+def changed(before, after):
+    """Which of atime, mtime and ctime a call changed ("amc" letters, "-" for none), or that the file came or went."""
+    if before is None or after is None:
+        return "new" if before is None and after is not None else ("gone" if after is None and before is not None else "none")
+    if before[0] != after[0]:
+        return "replaced"  # Another inode has the name now: its times are not comparable with the old one's.
+    return "".join(l for l, x, y in zip("amc", before[1:], after[1:]) if x != y) or "-"
+
+
+def run_seed(seed, ops, roots, times=False):
     rng = random.Random(seed)
     data = bytes(rng.getrandbits(8) for _ in range(9000))
     dirs = []
@@ -175,8 +195,22 @@ def run_seed(seed, ops, roots):
     for step in range(1, ops + 1):
         call = generate(rng)
         user = rng.choice(USERS)
+        names = touched(call)
+        if times:
+            # ext4 takes times from a clock that ticks every few ms: wait for a tick, so that a time a call
+            # sets differs from the one before it in both trees.
+            befores = [[stamps(os.path.join(d, n)) for n in names] for d in dirs]
+            time.sleep(0.012)
         answers = [answer(d, call, user, data) for d in dirs]
-        states = [[(n, describe(os.path.join(d, n))) for n in touched(call)] for d in dirs]
+        states = [[(n, describe(os.path.join(d, n))) for n in names] for d in dirs]
+        if times:
+            for i, d in enumerate(dirs):
+                flags = [changed(b, stamps(os.path.join(d, n))) for n, b in zip(names, befores[i])]
+                if call[0] == "read" and answers[i] == "0":
+                    # A read at the end of a file never reaches a FUSE file system (the kernel answers it), so
+                    # it cannot set atime there; ext4 does. Not compared.
+                    flags = [f.replace("a", "") or "-" for f in flags]
+                states[i] += [(n, "times " + f) for n, f in zip(names, flags)]
         if answers[0] != answers[1] or states[0] != states[1]:
             print("seed %d step %d: %s as uid %d" % (seed, step, call, user[0]))
             print("  local:     %s; %s" % (answers[0], states[0]))
@@ -207,6 +241,8 @@ def main():
     parser.add_argument("--seed", type=int)
     parser.add_argument("--ops", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=0, help="run seed after seed (from --seed or 1) this long")
+    parser.add_argument("--times", action="store_true",
+                        help="also compare which of atime, mtime and ctime each call changed on the paths it touched")
     parser.add_argument("local")
     parser.add_argument("workspace")
     args = parser.parse_args()
@@ -218,7 +254,7 @@ def main():
     deadline = time.monotonic() + args.seconds
     seeds = ops = 0
     while True:
-        if not run_seed(seed, args.ops, [args.local, args.workspace]):
+        if not run_seed(seed, args.ops, [args.local, args.workspace], times=args.times):
             sys.exit(1)
         seeds += 1
         ops += args.ops

@@ -11,11 +11,17 @@ final class OverlayHandle: @unchecked Sendable {
     let writable: Bool
     var delta: DeltaFile?
     var wroteSinceSync = false
+    /// When this handle last wrote, until a flush records it as the file's mtime and ctime (nil: nothing
+    /// pending, or a later setattr that set the times itself superseded it).
+    var pendingWriteNs: Int64?
+    /// The file is the workspace's own (it has a metadata row), so reads keep its atime (see `noteAccess`).
+    let keepsAccessTime: Bool
 
-    init(node: WorkspaceNode, writable: Bool, delta: DeltaFile?) {
+    init(node: WorkspaceNode, writable: Bool, delta: DeltaFile?, keepsAccessTime: Bool) {
         self.node = node
         self.writable = writable
         self.delta = delta
+        self.keepsAccessTime = keepsAccessTime
     }
 }
 
@@ -94,6 +100,10 @@ extension WorkspaceOverlay {
             if let mtime = changes.mtimeNs { node.mtimeNs = mtime }
             if let atime = changes.atimeNs { node.atimeNs = atime }
             node.ctimeNs = now
+            if changes.mtimeNs != nil || changes.size != nil {
+                // These times are later than any write not yet flushed: those must not set mtime back.
+                for h in handles.values where h.node.ino == node.ino { h.pendingWriteNs = nil }
+            }
             try meta.put(node)
             refreshHandles(node)
             return node
@@ -168,10 +178,11 @@ extension WorkspaceOverlay {
             }
         }
         let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
+        let own = try writable || flags & O_TRUNC != 0 || meta.node(node.ino) != nil
         return try lock.withLock {
             let id = nextHandle
             nextHandle += 1
-            handles[id] = OverlayHandle(node: node, writable: writable, delta: delta)
+            handles[id] = OverlayHandle(node: node, writable: writable, delta: delta, keepsAccessTime: own)
             opens[node.ino, default: 0] += 1
             if writable {
                 writers[node.ino, default: 0] += 1
@@ -192,12 +203,44 @@ extension WorkspaceOverlay {
         let (node, delta) = lock.withLock { (h.node, h.delta) }
         let size = try delta?.size ?? node.size
         do {
-            return try Workspace.readMerged(node, size: size, delta: delta, offset: offset, count: count) { off, n in
+            let bytes = try Workspace.readMerged(node, size: size, delta: delta, offset: offset, count: count) { off, n in
                 guard let file = node.baseFileID else { return [UInt8](repeating: 0, count: n) }
                 return try readBase(file, off, n)
             }
+            try noteAccess(h)
+            return bytes
         } catch let error as StoreError {
             throw VFSError(error)
+        }
+    }
+
+    /// relatime, as ext4 mounts default to: a read sets atime when atime is not after mtime or ctime, or is a
+    /// day old; so the first read after each change writes one metadata row, and later reads none. Only for
+    /// files of the workspace's own (created or changed in it): files of the base version read through it keep
+    /// their times, or reading a data set through a workspace would write a row per file. (The kernel never
+    /// updates a FUSE file's atime itself, and reads it serves from its page cache do not reach this.)
+    func noteAccess(_ h: OverlayHandle) throws {
+        guard h.keepsAccessTime, lock.withLock({ Self.accessIsStale(h.node) }) else { return }
+        try setAccessTime(h.node.ino)
+    }
+
+    /// The same rule for a symlink followed (READLINK), when it is the workspace's own. Not for directories
+    /// read: the kernel keeps a directory's attributes cached for a second and would not see the change.
+    func noteAccess(of n: WorkspaceNode) throws {
+        guard Self.accessIsStale(n), try meta.node(n.ino) != nil else { return }
+        try setAccessTime(n.ino)
+    }
+
+    static func accessIsStale(_ n: WorkspaceNode) -> Bool {
+        n.atimeNs <= max(n.mtimeNs, n.ctimeNs) || now() - n.atimeNs >= 86_400_000_000_000
+    }
+
+    private func setAccessTime(_ ino: UInt64) throws {
+        try change {
+            guard var node = try meta.nodeInTransaction(ino) else { return }
+            node.atimeNs = Self.now()
+            try meta.put(node)
+            for other in handles.values where other.node.ino == ino { other.node.atimeNs = node.atimeNs }
         }
     }
 
@@ -230,6 +273,7 @@ extension WorkspaceOverlay {
                 h.wroteSinceSync = true
                 h.node.mtimeNs = Self.now()
                 h.node.ctimeNs = h.node.mtimeNs
+                h.pendingWriteNs = h.node.mtimeNs
                 return data.count
             } catch let error as StoreError {
                 throw VFSError(error)
@@ -258,6 +302,7 @@ extension WorkspaceOverlay {
                     h.wroteSinceSync = true
                     h.node.mtimeNs = Self.now()
                     h.node.ctimeNs = h.node.mtimeNs
+                    h.pendingWriteNs = h.node.mtimeNs
                 }
             } catch let error as StoreError {
                 throw VFSError(error)
@@ -272,8 +317,13 @@ extension WorkspaceOverlay {
         try change {
             guard var node = try meta.nodeInTransaction(h.node.ino) else { return }
             node.size = try h.delta?.size ?? node.size
-            node.mtimeNs = max(node.mtimeNs, h.node.mtimeNs)
-            node.ctimeNs = max(node.ctimeNs, h.node.ctimeNs)
+            // The write's time, as ext4 sets it at each write: even over an mtime that utimensat set in the
+            // future, unless a setattr after the write set the times itself (it cleared `pendingWriteNs`).
+            if let written = h.pendingWriteNs {
+                node.mtimeNs = written
+                node.ctimeNs = max(node.ctimeNs, written)
+                h.pendingWriteNs = nil
+            }
             try meta.put(node)
             h.wroteSinceSync = false
         }
@@ -308,19 +358,30 @@ extension WorkspaceOverlay {
 
     func setXattr(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], attribute: [UInt8], value: [UInt8], flags: Int32) throws {
         try change {
-            let node = try materialize(n, parent: parent, name: name)
-            let exists = try meta.xattr(node.ino, name: attribute) != nil
-            if flags & 1 /* XATTR_CREATE */ != 0 && exists { throw VFSError(EEXIST) }
-            if flags & 2 /* XATTR_REPLACE */ != 0 && !exists { throw VFSError.noAttribute }
+            var node = try materialize(n, parent: parent, name: name)
+            let old = try meta.xattr(node.ino, name: attribute)
+            if flags & 1 /* XATTR_CREATE */ != 0 && old != nil { throw VFSError(EEXIST) }
+            if flags & 2 /* XATTR_REPLACE */ != 0 && old == nil { throw VFSError.noAttribute }
+            // ext4 leaves ctime alone when a value is set to what it already was.
+            guard old != value else { return }
             try meta.setXattr(node.ino, name: attribute, value: value)
+            try changedStatus(&node)
         }
     }
 
     func removeXattr(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], attribute: [UInt8]) throws {
         try change {
-            let node = try materialize(n, parent: parent, name: name)
+            var node = try materialize(n, parent: parent, name: name)
             guard try meta.removeXattr(node.ino, name: attribute) else { throw VFSError.noAttribute }
+            try changedStatus(&node)
         }
+    }
+
+    /// A change of the inode's metadata (not its data): ctime is now, as for every such change on ext4.
+    func changedStatus(_ node: inout WorkspaceNode) throws {
+        node.ctimeNs = Self.now()
+        try meta.put(node)
+        for h in handles.values where h.node.ino == node.ino { h.node.ctimeNs = node.ctimeNs }
     }
 }
 

@@ -91,6 +91,8 @@ struct DifferentialTests {
     /// Seeds that once found a difference (kept as regression cases), then a bounded run from a fixed seed.
     /// `POSIX_DIFF_SECONDS` and `POSIX_DIFF_SEED` make longer or other runs (`scripts/posix-diff.py` by hand too).
     static let regressionSeeds = [2, 4, 976]
+    /// The same with `--times` (which of atime, mtime and ctime each call changed).
+    static let timeRegressionSeeds = [7000, 7014, 7031]
 
     @Test("seeded random system calls as root and uids 1000 and 1001 answer alike in a local directory and a workspace (scripts/posix-diff.py)")
     func seededCalls() throws {
@@ -110,9 +112,17 @@ struct DifferentialTests {
             let r = fx.run(["python3", tester, "--seed", "\(seed)", "--ops", "300", fx.local, ws], timeout: 60)
             #expect(r.succeeded && r.out.contains("no difference"), "regression seed \(seed): \(r)")
         }
+        for seed in Self.timeRegressionSeeds {
+            let r = fx.run(["python3", tester, "--times", "--seed", "\(seed)", "--ops", "200", fx.local, ws], timeout: 60)
+            #expect(r.succeeded && r.out.contains("no difference"), "regression seed \(seed) --times: \(r)")
+        }
         let start = env["POSIX_DIFF_SEED"] ?? "2000"
-        let r = fx.run(["python3", tester, "--seed", start, "--ops", "300", "--seconds", "\(seconds)", fx.local, ws], timeout: seconds + 60)
+        let r = fx.run(["python3", tester, "--seed", start, "--ops", "300", "--seconds", "\(seconds / 2)", fx.local, ws], timeout: seconds + 60)
         #expect(r.succeeded && r.out.contains("no difference"), "\(r)")
         print("posix-diff: \(r.out.trimmingCharacters(in: .whitespacesAndNewlines))")
+        let timed = fx.run(["python3", tester, "--times", "--seed", "\(Int(start)! + 100_000)", "--ops", "200", "--seconds", "\(seconds / 2)",
+                            fx.local, ws], timeout: seconds + 60)
+        #expect(timed.succeeded && timed.out.contains("no difference"), "--times: \(timed)")
+        print("posix-diff --times: \(timed.out.trimmingCharacters(in: .whitespacesAndNewlines))")
     }
 }
