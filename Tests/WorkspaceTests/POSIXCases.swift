@@ -741,6 +741,29 @@ enum POSIXCases {
             r.stat("limited.bin")
             r.readFile("limited.bin")
         },
+        POSIXCase(name: "largest-offset") { r in
+            // Past the largest offset the local file system takes (the workspace's deltas live on it too):
+            // EFBIG for writes and truncates, and the file stays as it was.
+            r.python("""
+                import errno, os, sys
+                p = os.path.join(sys.argv[1], "huge.bin")
+                fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o644)
+                for off in [(1 << 44) - 4096, 1 << 44, 1 << 50, (1 << 63) - 10]:
+                    try:
+                        print("pwrite", hex(off), "=", os.pwrite(fd, b"x", off))
+                    except OSError as e:
+                        print("pwrite", hex(off), "=", errno.errorcode[e.errno])
+                for size in [1 << 44, 1 << 50]:
+                    try:
+                        os.ftruncate(fd, size)
+                        print("ftruncate", hex(size), "= 0")
+                    except OSError as e:
+                        print("ftruncate", hex(size), "=", errno.errorcode[e.errno])
+                print("size", os.fstat(fd).st_size)
+                os.close(fd)
+                """)
+            r.stat("huge.bin")
+        },
         POSIXCase(name: "fallocate") { r in
             // Growing a base file and a new one with fallocate: the base's bytes stay, the new ones read as zeros.
             r.python("""
