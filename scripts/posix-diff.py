@@ -6,12 +6,15 @@ group, link count, size of non-directories, device number); it stops at the firs
 seed and the step. Run as root; the second directory must be on a mount made with -o allow_other.
 
     python3 scripts/posix-diff.py --seed 7 --ops 2000 LOCAL_DIR WORKSPACE_DIR
+    python3 scripts/posix-diff.py --times --seed 7 LOCAL_DIR WORKSPACE_DIR     # also which times each call changed
     python3 scripts/posix-diff.py --seconds 1800 LOCAL_DIR WORKSPACE_DIR     # one seed after another
 
 Each seed works in a fresh subdirectory `s<seed>` (mode 0777) of both directories. Exit status: 0 no
 difference, 1 a difference (printed), 2 usage.
 """
-import argparse, errno, os, random, socket, stat, sys, time
+import argparse, ctypes, errno, os, random, socket, stat, sys, time
+
+LIBC = ctypes.CDLL(None, use_errno=True)
 
 USERS = [(0, 0), (1000, 1000), (1001, 1001)]
 POOL = ["a", "b", "c", "d1", "d1/a", "d1/b", "d1/d2", "d1/d2/a", "d2", "d2/a", "d2/b"]
@@ -41,7 +44,7 @@ def generate(rng):
     p, q = rng.choice(POOL), rng.choice(POOL)
     mode = rng.choice(MODES)
     kind = rng.choice(["create", "create", "open", "write", "write", "truncate", "mkdir", "mkdir", "rmdir", "mkfifo",
-                       "mknod", "socket", "symlink", "link", "unlink", "unlink", "rename", "rename", "chmod", "chown",
+                       "mknod", "socket", "symlink", "link", "unlink", "unlink", "rename", "rename", "exchange", "chmod", "chown",
                        "utime", "setxattr", "read"])
     if kind == "create":
         return (kind, p, mode, rng.choice([0, os.O_EXCL, os.O_TRUNC]), rng.randint(0, 9000))
@@ -61,7 +64,7 @@ def generate(rng):
     if kind == "symlink":
         # Targets stay inside the seed directory (a ".." out of it would reach different trees).
         return (kind, rng.choice(["a", "d2/../a", "d1", "/nonexistent", "d1/d2/a"]), p)
-    if kind in ("link", "rename"):
+    if kind in ("link", "rename", "exchange"):
         return (kind, p, q)
     if kind == "chown":
         return (kind, p, rng.choice([-1, 0, 1000, 1001]), rng.choice([-1, 0, 1000, 1001, 1234]))
@@ -127,6 +130,10 @@ def apply(root, call, data):
         os.unlink(path)
     elif kind == "rename":
         os.rename(path, os.path.join(root, call[2]))
+    elif kind == "exchange":  # renameat2(RENAME_EXCHANGE), which Python's os module does not offer
+        if LIBC.renameat2(-100, path.encode(), -100, os.path.join(root, call[2]).encode(), 2) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
     elif kind == "chmod":
         os.chmod(path, call[2])
     elif kind == "chown":

@@ -125,9 +125,14 @@ extension AssetFileSystem {
             throw VFSError(EXDEV)
         }
         guard id == id2 else { throw VFSError(EXDEV) }
-        guard flags & ~UInt32(1) == 0 else { throw VFSError.invalid }  // Only RENAME_NOREPLACE is supported.
+        // RENAME_NOREPLACE (1) and RENAME_EXCHANGE (2); RENAME_WHITEOUT (for overlay file systems) is not.
+        guard flags & ~UInt32(3) == 0, flags != 3 else { throw VFSError.invalid }
         let (overlay, source, _, grandparent, sourceName) = try workspaceNode(parent)
         let (_, target, _, newGrandparent, targetName) = try workspaceNode(newParent)
+        if flags & 2 != 0 {
+            return try overlay.exchange(source, parentName: sourceName, grandparent: grandparent, name: name,
+                                        with: target, newParentName: targetName, newGrandparent: newGrandparent, newName: newName)
+        }
         try overlay.rename(from: source, parentName: sourceName, grandparent: grandparent, name: name,
                            to: target, newParentName: targetName, newGrandparent: newGrandparent, newName: newName,
                            noReplace: flags & 1 != 0, ancestorsOfTarget: try ancestors(id, of: newParent))

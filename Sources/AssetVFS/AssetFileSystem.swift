@@ -87,7 +87,7 @@ public final class AssetFileSystem: @unchecked Sendable {
         case .workspace(let id, let local, let parent, let name)?:
             let n = try resolveWorkspace(id, local, parent: parent, name: name)
             guard n.kind == .symlink else { throw VFSError.invalid }
-            try overlay(id).noteAccess(of: n)
+            try? overlay(id).noteAccess(of: n)  // Best effort, as for reads.
             return n.target ?? []
         case nil:
             throw VFSError.notFound

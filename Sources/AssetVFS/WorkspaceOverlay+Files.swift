@@ -83,6 +83,40 @@ extension WorkspaceOverlay {
         }
     }
 
+    /// renameat2 with RENAME_EXCHANGE: the two names swap their inodes, atomically (one transaction). Both
+    /// must exist (ENOENT); the kernel has already refused a directory exchanged into its own subtree.
+    func exchange(_ parent: WorkspaceNode, parentName: [UInt8], grandparent: UInt64, name: [UInt8],
+                  with newParent: WorkspaceNode, newParentName: [UInt8], newGrandparent: UInt64, newName: [UInt8]) throws {
+        try change {
+            try requireDirectory(parent)
+            try requireDirectory(newParent)
+            var source = try materialize(parent, parent: grandparent, name: parentName)
+            var target = parent.ino == newParent.ino ? source : try materialize(newParent, parent: newGrandparent, name: newParentName)
+            guard let first = try childInTransaction(source, name), let second = try childInTransaction(target, newName) else {
+                throw VFSError.notFound
+            }
+            if first.ino == second.ino { return }
+            var a = try materialize(first, parent: source.ino, name: name)
+            var b = try materialize(second, parent: target.ino, name: newName)
+            try meta.setDirent(parent: source.ino, name: name, child: b.ino)
+            try meta.setDirent(parent: target.ino, name: newName, child: a.ino)
+            let now = Self.now()
+            a.ctimeNs = now
+            b.ctimeNs = now
+            try meta.put(a)
+            try meta.put(b)
+            if source.ino == target.ino {
+                try touch(&source)
+            } else {
+                // A directory that changes parent moves its ".." link with it.
+                if a.kind == .directory { source.nlink -= 1; target.nlink += 1 }
+                if b.kind == .directory { target.nlink -= 1; source.nlink += 1 }
+                try touch(&source)
+                try touch(&target)
+            }
+        }
+    }
+
     // MARK: Attributes
 
     func setAttributes(_ n: WorkspaceNode, parent: UInt64, name: [UInt8], _ changes: AttributeChanges) throws -> WorkspaceNode {
@@ -207,7 +241,7 @@ extension WorkspaceOverlay {
                 guard let file = node.baseFileID else { return [UInt8](repeating: 0, count: n) }
                 return try readBase(file, off, n)
             }
-            try noteAccess(h)
+            try? noteAccess(h)  // Best effort: a read never fails for want of recording its time.
             return bytes
         } catch let error as StoreError {
             throw VFSError(error)

@@ -741,6 +741,36 @@ enum POSIXCases {
             r.stat("limited.bin")
             r.readFile("limited.bin")
         },
+        POSIXCase(name: "rename-exchange") { r in
+            // renameat2(RENAME_EXCHANGE): two names swap inodes atomically, files and directories, across
+            // directories, between base entries and new ones; a missing name is ENOENT; a directory into its own
+            // subtree EINVAL.
+            let fd = r.open("new.txt", O_CREAT | O_WRONLY, 0o600)
+            r.write(fd, "new", "fresh bytes")
+            r.close(fd, "new")
+            r.renameExchange("base.txt", "new.txt")
+            r.readFile("base.txt")
+            r.readFile("new.txt")
+            r.stat("base.txt")
+            r.stat("new.txt")
+            r.renameExchange("new.txt", "dir/sub")
+            r.stat("new.txt")
+            r.stat("dir/sub")
+            r.stat("dir")
+            r.readFile("dir/sub")
+            r.list("new.txt")
+            r.renameExchange("dir", "empty")
+            r.list("dir")
+            r.list("empty")
+            r.stat("dir")
+            r.stat("empty")
+            r.renameExchange("base.txt", "missing")
+            r.renameExchange("empty", "empty/new.txt/deep.txt")
+            r.renameExchange("empty", "empty/inner.txt")
+            r.renameExchange("big.bin", "big.bin")
+            r.list("")
+            r.stat("", nlink: true)
+        },
         POSIXCase(name: "largest-offset") { r in
             // Past the largest offset the local file system takes (the workspace's deltas live on it too):
             // EFBIG for writes and truncates, and the file stays as it was.

@@ -198,6 +198,9 @@ final class Recorder {
     func renameNoReplace(_ a: String, _ b: String) {
         sys("renameat2(\(a), \(b), RENAME_NOREPLACE)") { Int(sysRenameat2(path(a), path(b), 1)) }
     }
+    func renameExchange(_ a: String, _ b: String) {
+        sys("renameat2(\(a), \(b), RENAME_EXCHANGE)") { Int(sysRenameat2(path(a), path(b), 2)) }
+    }
     func unlink(_ rel: String) { sys("unlink(\(rel))") { Int(Glibc.unlink(path(rel))) } }
     func mkdir(_ rel: String, _ mode: mode_t = 0o755) { sys("mkdir(\(rel), 0\(String(mode, radix: 8)))") { Int(Glibc.mkdir(path(rel), mode)) } }
     func rmdir(_ rel: String) { sys("rmdir(\(rel))") { Int(Glibc.rmdir(path(rel))) } }
