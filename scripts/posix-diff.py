@@ -2,7 +2,7 @@
 """Differential POSIX tester: the same seeded random system calls, made as root and as two other users, in
 two directories that start out alike (a local one and an assetfs workspace). After every call it compares
 the call's answer (return value or errno) and lstat of the paths it touched (type, permission bits, owner,
-group, link count, size of non-directories, device number); it stops at the first difference and prints the
+group, link count, size of non-directories, device number, extended attribute names); it stops at the first difference and prints the
 seed and the step. Run as root; the second directory must be on a mount made with -o allow_other.
 
     python3 scripts/posix-diff.py --seed 7 --ops 2000 LOCAL_DIR WORKSPACE_DIR
@@ -18,7 +18,7 @@ LIBC = ctypes.CDLL(None, use_errno=True)
 
 USERS = [(0, 0), (1000, 1000), (1001, 1001)]
 POOL = ["a", "b", "c", "d1", "d1/a", "d1/b", "d1/d2", "d1/d2/a", "d2", "d2/a", "d2/b"]
-MODES = [0o644, 0o600, 0o755, 0o777, 0o640, 0o2755, 0o4755, 0o1777, 0o2775, 0o000]
+MODES = [0o644, 0o600, 0o755, 0o777, 0o640, 0o2755, 0o4755, 0o1777, 0o2775, 0o000, 0o7777, 0o3710]
 
 
 def describe(path):
@@ -36,6 +36,12 @@ def describe(path):
         out += " size=%d" % s.st_size
     if kind in "cb":
         out += " rdev=%d:%d" % (os.major(s.st_rdev), os.minor(s.st_rdev))
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+        if names:
+            out += " xattrs=" + ",".join(sorted(names))
+    except OSError as e:
+        out += " xattrs=" + errno.errorcode[e.errno]
     return out
 
 
@@ -45,7 +51,7 @@ def generate(rng):
     mode = rng.choice(MODES)
     kind = rng.choice(["create", "create", "open", "write", "write", "truncate", "mkdir", "mkdir", "rmdir", "mkfifo",
                        "mknod", "socket", "symlink", "link", "unlink", "unlink", "rename", "rename", "exchange", "chmod", "chown",
-                       "utime", "setxattr", "read"])
+                       "utime", "setxattr", "read", "append", "getxattr", "listxattr", "removexattr", "readlink"])
     if kind == "create":
         return (kind, p, mode, rng.choice([0, os.O_EXCL, os.O_TRUNC]), rng.randint(0, 9000))
     if kind == "open":
@@ -62,8 +68,9 @@ def generate(rng):
         return (kind, p, rng.choice([stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFREG]), mode & 0o777,
                 rng.choice([(1, 3), (7, 200), (0, 0)]))
     if kind == "symlink":
-        # Targets stay inside the seed directory (a ".." out of it would reach different trees).
-        return (kind, rng.choice(["a", "d2/../a", "d1", "/nonexistent", "d1/d2/a"]), p)
+        # Every target resolves inside the seed directory: a ".." out of it, or an absolute one, would reach
+        # the same file from both trees (calls through the link in one tree would show in the other).
+        return (kind, rng.choice(["a", "d2/../a", "d1", "no/such/dir", "d1/d2/a"]), p)
     if kind in ("link", "rename", "exchange"):
         return (kind, p, q)
     if kind == "chown":
@@ -71,13 +78,18 @@ def generate(rng):
     if kind == "utime":
         return (kind, p, rng.choice([None, (1, 2), (-5, 2_000_000_000)]))
     if kind == "setxattr":
-        return (kind, p, rng.choice(["user.k", "user.other", "trusted.k"]), rng.choice([b"", b"v", b"x" * 300]))
+        return (kind, p, rng.choice(["user.k", "user.other", "trusted.k"]), rng.choice([b"", b"v", b"x" * 300]),
+                rng.choice([0, os.XATTR_CREATE, os.XATTR_REPLACE]))
+    if kind in ("getxattr", "removexattr"):
+        return (kind, p, rng.choice(["user.k", "user.other", "trusted.k", "user.missing"]))
+    if kind == "append":
+        return (kind, p, rng.randint(1, 5000))
     return (kind, p)  # rmdir, unlink, socket, read
 
 
 def apply(root, call, data):
     kind, path = call[0], os.path.join(root, call[1])
-    if kind in ("create", "open", "write", "read"):
+    if kind in ("create", "open", "write", "read", "append"):
         # Device nodes are inert on the workspace's mount (nodev, as every assetfs mount): opening one is not
         # compared. Every open is non-blocking, so a FIFO without a peer answers at once (ENXIO) in both.
         try:
@@ -141,7 +153,21 @@ def apply(root, call, data):
     elif kind == "utime":
         os.utime(path, call[2], follow_symlinks=False) if call[2] else os.utime(path)
     elif kind == "setxattr":
-        os.setxattr(path, call[2], call[3])
+        os.setxattr(path, call[2], call[3], call[4])
+    elif kind == "getxattr":
+        return os.getxattr(path, call[2], follow_symlinks=False).hex()[:40]
+    elif kind == "listxattr":
+        return ",".join(sorted(os.listxattr(path, follow_symlinks=False)))
+    elif kind == "removexattr":
+        os.removexattr(path, call[2])
+    elif kind == "readlink":
+        return os.readlink(path)
+    elif kind == "append":
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK)
+        try:
+            return os.write(fd, data[:call[2]])
+        finally:
+            os.close(fd)
     return 0
 
 
@@ -188,7 +214,7 @@ def changed(before, after):
     return "".join(l for l, x, y in zip("amc", before[1:], after[1:]) if x != y) or "-"
 
 
-def run_seed(seed, ops, roots, times=False):
+def run_seed(seed, ops, roots, times=False, every=25):
     rng = random.Random(seed)
     data = bytes(rng.getrandbits(8) for _ in range(9000))
     dirs = []
@@ -223,7 +249,7 @@ def run_seed(seed, ops, roots, times=False):
             print("  local:     %s; %s" % (answers[0], states[0]))
             print("  workspace: %s; %s" % (answers[1], states[1]))
             return False
-        if step % 25 == 0 or step == ops:
+        if step % every == 0 or step == ops:
             # Every name in both trees, with what lstat says: catches entries left behind or lost elsewhere.
             trees = [tree(d) for d in dirs]
             if trees[0] != trees[1]:
@@ -248,6 +274,7 @@ def main():
     parser.add_argument("--seed", type=int)
     parser.add_argument("--ops", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=0, help="run seed after seed (from --seed or 1) this long")
+    parser.add_argument("--every", type=int, default=25, help="compare the whole trees every N calls (default 25)")
     parser.add_argument("--times", action="store_true",
                         help="also compare which of atime, mtime and ctime each call changed on the paths it touched")
     parser.add_argument("local")
@@ -261,7 +288,7 @@ def main():
     deadline = time.monotonic() + args.seconds
     seeds = ops = 0
     while True:
-        if not run_seed(seed, args.ops, [args.local, args.workspace], times=args.times):
+        if not run_seed(seed, args.ops, [args.local, args.workspace], times=args.times, every=max(1, args.every)):
             sys.exit(1)
         seeds += 1
         ops += args.ops

@@ -125,7 +125,7 @@ enum FUSEOperations {
         }
         ops.listxattr = { req, ino, size in
             answer(req, .listxattr) {
-                let names = try fs(req).extendedAttributeNames(UInt64(ino))
+                let names = try fs(req).extendedAttributeNames(UInt64(ino), uid: fuse_req_ctx(req)!.pointee.uid)
                 try FUSEOperations.replyXattr(req, names.flatMap { Array($0.utf8) + [0] }, size: size)
             }
         }

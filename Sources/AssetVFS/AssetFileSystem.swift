@@ -259,7 +259,9 @@ public final class AssetFileSystem: @unchecked Sendable {
     public static let versionAttribute = "user.assetfs.version"
     public static let rootAttribute = "user.assetfs.root"
 
-    public func extendedAttributeNames(_ inode: UInt64) throws -> [String] {
+    /// `uid`: the caller's. `trusted.*` names are listed to root only, as ext4 lists them only to callers with
+    /// CAP_SYS_ADMIN (the kernel filters nothing in a FUSE file system's list).
+    public func extendedAttributeNames(_ inode: UInt64, uid: UInt32 = 0) throws -> [String] {
         switch nodes.node(inode) {
         case .file?: return [Self.sha256Attribute]
         case .versionRoot?: return [Self.versionAttribute, Self.rootAttribute]
@@ -267,6 +269,7 @@ public final class AssetFileSystem: @unchecked Sendable {
             let overlay = try self.overlay(id)
             let n = try resolveWorkspace(id, local, parent: parent, name: name)
             return try overlay.meta.xattrNames(n.ino).map { String(decoding: $0, as: UTF8.self) }
+                .filter { uid == 0 || !$0.hasPrefix("trusted.") }
         case nil: throw VFSError.notFound
         default: return []
         }

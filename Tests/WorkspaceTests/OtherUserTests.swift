@@ -90,7 +90,7 @@ struct OtherUserTests {
 struct DifferentialTests {
     /// Seeds that once found a difference (kept as regression cases), then a bounded run from a fixed seed.
     /// `POSIX_DIFF_SECONDS` and `POSIX_DIFF_SEED` make longer or other runs (`scripts/posix-diff.py` by hand too).
-    static let regressionSeeds = [2, 4, 976]
+    static let regressionSeeds = [2, 4, 976, 500005]
     /// The same with `--times` (which of atime, mtime and ctime each call changed).
     static let timeRegressionSeeds = [7000, 7014, 7031]
 
