@@ -56,7 +56,7 @@ let package = Package(
         ]),
         // The only importer of CFUSE3: translation of kernel requests into VFS calls.
         .target(name: "AssetFUSE", dependencies: [
-            "CFUSE3", "AssetVFS", "AssetStore",
+            "CFUSE3", "AssetVFS", "AssetStore", "AssetCatalog",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
         ]),

@@ -1,3 +1,5 @@
+import AssetCatalog
+import AssetStore
 import AssetVFS
 import CFUSE3
 import Dispatch
@@ -269,18 +271,16 @@ enum FUSEOperations {
                 if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = st.st_gid }
                 if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = UInt64(st.st_size) }
                 // Each time on its own: a field the caller left out (UTIME_OMIT) is not in `toSet`.
-                var now = timespec()
-                clock_gettime(CLOCK_REALTIME, &now)
-                let nowNs = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+                let nowNs = Clock.nowNanoseconds()
                 if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 {
                     changes.mtimeNs = nowNs
                 } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
-                    changes.mtimeNs = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+                    changes.mtimeNs = nanoseconds(st.st_mtim)
                 }
                 if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 {
                     changes.atimeNs = nowNs
                 } else if toSet & FUSE_SET_ATTR_ATIME != 0 {
-                    changes.atimeNs = Int64(st.st_atim.tv_sec) * 1_000_000_000 + Int64(st.st_atim.tv_nsec)
+                    changes.atimeNs = nanoseconds(st.st_atim)
                 }
                 let entry = try fs(req).setAttributes(UInt64(ino), changes)
                 var out = KernelTypes.stat(entry.attributes)

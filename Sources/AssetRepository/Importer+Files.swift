@@ -9,8 +9,8 @@ extension Importer {
     func importFile(_ dirFD: Int32, name: [UInt8], path: [UInt8], stat st: stat,
                     previous: [[UInt8]: (entry: StatCacheEntry, hash: ContentHash)]) throws -> FileBuild {
         let size = UInt64(st.st_size)
-        let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
-        let ctime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+        let mtime = nanoseconds(st.st_mtim)
+        let ctime = nanoseconds(st.st_ctim)
         let statEntry = StatCacheEntry(size: size, mtimeNs: mtime, ctimeNs: ctime, inode: UInt64(st.st_ino), fileID: 0)
         fileCount += 1
         logicalBytes += size

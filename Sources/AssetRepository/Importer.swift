@@ -145,7 +145,7 @@ public final class Importer {
                 throw RepositoryError(.failure, "cannot stat \(display(childPath)): \(String(cString: strerror(errno)))")
             }
             var entry = TreeEntry(name: name, kind: .file, mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
-                                  size: 0, mtimeNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec))
+                                  size: 0, mtimeNs: nanoseconds(st.st_mtim))
             switch st.st_mode & S_IFMT {
             case S_IFREG:
                 let file = try importFile(fd, name: name, path: childPath, stat: st, previous: previous)

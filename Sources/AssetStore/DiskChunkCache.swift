@@ -160,7 +160,7 @@ public final class DiskChunkCache: @unchecked Sendable {
             for name in (try? listDirectory(subPath)) ?? [] {
                 var st = stat()
                 guard stat("\(subPath)/\(name)", &st) == 0 else { continue }
-                out.append(("\(subPath)/\(name)", UInt64(st.st_size), Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
+                out.append(("\(subPath)/\(name)", UInt64(st.st_size), nanoseconds(st.st_mtim)))
             }
         }
         return out

@@ -121,6 +121,9 @@ public func makeDirectory(_ path: String, mode: mode_t = 0o700) throws {
     }
 }
 
+/// A timespec (a stat time, a clock reading) as nanoseconds since the epoch: the inverse of `timespec(nanoseconds:)`.
+public func nanoseconds(_ t: timespec) -> Int64 { Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) }
+
 /// Nanoseconds since the epoch as a timespec; floor division so pre-1970 times keep tv_nsec in 0..<1e9.
 public func timespec(nanoseconds ns: Int64) -> timespec {
     let seconds = ns >= 0 ? ns / 1_000_000_000 : -((-ns + 999_999_999) / 1_000_000_000)

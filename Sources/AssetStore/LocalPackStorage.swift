@@ -128,7 +128,7 @@ public final class LocalPackStorage: PackStorage {
                     throw StoreError.syscall("stat", path: "\(packsDir)/\(sub)/\(name)", errno: errno)
                 }
                 out.append(StoredPack(id: id, size: UInt64(st.st_size),
-                                      modifiedNs: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)))
+                                      modifiedNs: nanoseconds(st.st_mtim)))
             }
         }
         return out
