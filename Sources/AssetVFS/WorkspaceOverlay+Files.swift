@@ -23,6 +23,15 @@ final class OverlayHandle: @unchecked Sendable {
         self.delta = delta
         self.keepsAccessTime = keepsAccessTime
     }
+
+    /// The file's data changed through this handle (a write, or growth by fallocate): mtime and ctime are
+    /// now, recorded on the next flush.
+    func noteWrite() {
+        wroteSinceSync = true
+        node.mtimeNs = WorkspaceOverlay.now()
+        node.ctimeNs = node.mtimeNs
+        pendingWriteNs = node.mtimeNs
+    }
 }
 
 /// What `setattr` may change.
@@ -100,11 +109,8 @@ extension WorkspaceOverlay {
             var b = try materialize(second, parent: target.ino, name: newName)
             try meta.setDirent(parent: source.ino, name: name, child: b.ino)
             try meta.setDirent(parent: target.ino, name: newName, child: a.ino)
-            let now = Self.now()
-            a.ctimeNs = now
-            b.ctimeNs = now
-            try meta.put(a)
-            try meta.put(b)
+            try changedStatus(&a)
+            try changedStatus(&b)
             if source.ino == target.ino {
                 try touch(&source)
             } else {
@@ -304,10 +310,7 @@ extension WorkspaceOverlay {
                     try fill.withUnsafeBytes { try delta.descriptor.pwrite($0, at: start) }
                 }
                 try delta.descriptor.pwrite(data, at: offset)
-                h.wroteSinceSync = true
-                h.node.mtimeNs = Self.now()
-                h.node.ctimeNs = h.node.mtimeNs
-                h.pendingWriteNs = h.node.mtimeNs
+                h.noteWrite()
                 return data.count
             } catch let error as StoreError {
                 throw VFSError(error)
@@ -333,10 +336,7 @@ extension WorkspaceOverlay {
                 if end > from, fallocateKeepSize(delta.descriptor.raw, offset: from, length: end - from) != 0 { throw VFSError(errno) }
                 if mode & 1 == 0, end > (try delta.size) {
                     if ftruncate(delta.descriptor.raw, off_t(end)) != 0 { throw VFSError(errno) }
-                    h.wroteSinceSync = true
-                    h.node.mtimeNs = Self.now()
-                    h.node.ctimeNs = h.node.mtimeNs
-                    h.pendingWriteNs = h.node.mtimeNs
+                    h.noteWrite()
                 }
             } catch let error as StoreError {
                 throw VFSError(error)
