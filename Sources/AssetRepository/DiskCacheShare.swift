@@ -16,16 +16,14 @@ public struct DiskCacheShare: Sendable, Codable {
         let held = cache.chunks()
         var share = DiskCacheShare(store: repo.root)
         var ids: [ContentHash] = []
-        var start = 0
-        while start < held.count {
-            let batch = held[start..<min(held.count, start + 1000)]
+        for start in stride(from: 0, to: held.count, by: 1_000) {
+            let batch = held[start..<min(held.count, start + 1_000)]
             let known = try repo.catalog.existingChunks(batch.map(\.id))
             for entry in batch where known.contains(entry.id) {
                 ids.append(entry.id)
                 share.chunks += 1
                 share.bytes += entry.bytes
             }
-            start += 1000
         }
         return (share, ids)
     }

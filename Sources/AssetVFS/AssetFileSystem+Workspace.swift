@@ -201,10 +201,7 @@ final class BoundedMemo<Key: Hashable, Value>: @unchecked Sendable {
     func value(_ key: Key, make: () throws -> Value) throws -> Value {
         if let v = lock.withLock({ values[key] }) { return v }
         let v = try make()
-        lock.withLock {
-            if values.count >= limit { values.removeAll() }
-            values[key] = v
-        }
+        set(key, v)
         return v
     }
 

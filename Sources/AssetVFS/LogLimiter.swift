@@ -19,7 +19,6 @@ public final class LogLimiter: @unchecked Sendable {
         self.window = window
     }
 
-    /// Whether to write this line, and how many lines were left out since the last one written (to say so).
     /// Writes the line through `logger` if `admit` lets it, with how many lines were left out before it
     /// (`suppressed_since_last`); `metadata` is only built for a line that is written.
     public func log(_ logger: Logger, _ level: Logger.Level, _ message: String, metadata: () -> Logger.Metadata = { [:] }) {
@@ -30,6 +29,7 @@ public final class LogLimiter: @unchecked Sendable {
         logger.log(level: level, "\(message)", metadata: all)
     }
 
+    /// Whether to write this line, and how many lines were left out since the last one written (to say so).
     public func admit() -> (write: Bool, suppressedBefore: Int) {
         lock.withLock {
             // The clock is read under the lock: read before it, another thread could have started a window
