@@ -51,6 +51,15 @@ open class MountFixture: @unchecked Sendable {
             self.label = label
             self.backstop = backstop
         }
+
+        /// A mount test's settings on a shared store (S3 + PostgreSQL); `dedicatedServers`: servers of the test's
+        /// own, which it may stop and pause.
+        public static func sharedStore(backstop: Double = 120, dedicatedServers: Bool = false) -> Settings {
+            var settings = Settings(label: "mount", backstop: backstop)
+            settings.backend = .shared
+            settings.dedicatedServers = dedicatedServers
+            return settings
+        }
     }
 
     public let name: String

@@ -104,9 +104,7 @@ struct MetricsTests {
 
     @Test("prefetch, then a cold read from a new daemon: every chunk comes from the disk cache, no GET reaches the object store")
     func prefetchThenNoGets() throws {
-        var settings = MountFixture.Settings(label: "mount", backstop: 120)
-        settings.backend = .shared
-        let f = try MountFixture("metrics-prefetch", settings: settings)
+        let f = try MountFixture("metrics-prefetch", settings: .sharedStore())
         defer { f.close() }
         let data = try StandardData.create(in: f)
         _ = try f.cliOK(["prefetch", "data@v2"])

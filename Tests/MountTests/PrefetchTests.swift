@@ -17,10 +17,7 @@ private func prefetchJSON(_ f: MountFixture, _ ref: String) throws -> [String: A
 struct PrefetchTests {
     @Test("prefetch fills the disk cache: a fresh mount reads the whole version with the object store hung; a second prefetch fetches nothing; cache clear empties it")
     func prefetchThenReadOffline() throws {
-        var settings = MountFixture.Settings(label: "mount", backstop: 120)
-        settings.backend = .shared
-        settings.dedicatedServers = true
-        let f = try MountFixture("prefetch", settings: settings)
+        let f = try MountFixture("prefetch", settings: .sharedStore(dedicatedServers: true))
         defer { f.close() }
         let data = try StandardData.create(in: f)
 
@@ -57,9 +54,7 @@ struct PrefetchTests {
 
     @Test("a prefetch killed halfway leaves a cache that serves what it has; the next prefetch fetches only the rest; at a terminal it draws progress")
     func killedPrefetch() throws {
-        var settings = MountFixture.Settings(label: "mount", backstop: 120)
-        settings.backend = .shared
-        let f = try MountFixture("prefetch-killed", settings: settings)
+        let f = try MountFixture("prefetch-killed", settings: .sharedStore())
         defer { f.close() }
         for i in 0..<6 { try writeSourceFile(f.src, "part\(i).bin", randomBytes(8_000_000, seed: UInt64(90 + i)), mtime: 1_700_000_000) }
         try f.importVersion()
@@ -92,10 +87,7 @@ struct PrefetchTests {
 
     @Test("two stores share one disk cache: `cache` shows each store's chunks, `cache clear --store` deletes one store's only, and a mount of the other still reads with S3 hung")
     func perStoreShare() throws {
-        var settings = MountFixture.Settings(label: "mount", backstop: 120)
-        settings.backend = .shared
-        settings.dedicatedServers = true
-        let f = try MountFixture("cache-per-store", settings: settings)
+        let f = try MountFixture("cache-per-store", settings: .sharedStore(dedicatedServers: true))
         defer { f.close() }
         let shared = try #require(f.shared)
         for i in 0..<3 { try writeSourceFile(f.src, "a\(i).bin", randomBytes(3_000_000, seed: UInt64(300 + i)), mtime: 1_700_000_000) }

@@ -6,9 +6,7 @@ import Testing
 struct ReadAheadTests {
     @Test("walking a directory in name order asks the catalog for the files' chunk lists in batches, not once per file, and every file reads exact")
     func chunkListsInBatches() throws {
-        var settings = MountFixture.Settings(label: "mount", backstop: 120)
-        settings.backend = .shared
-        let f = try MountFixture("readahead-lists", settings: settings)
+        let f = try MountFixture("readahead-lists", settings: .sharedStore())
         defer { f.close() }
         let count = 600
         var contents: [String: [UInt8]] = [:]

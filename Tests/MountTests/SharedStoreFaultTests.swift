@@ -7,10 +7,7 @@ import Glibc
 
 /// A shared store whose servers this test alone uses, so it may stop and pause them.
 private func faultFixture(_ name: String) throws -> MountFixture {
-    var settings = MountFixture.Settings(label: "mount", backstop: 150)
-    settings.backend = .shared
-    settings.dedicatedServers = true
-    return try MountFixture(name, settings: settings)
+    try MountFixture(name, settings: .sharedStore(backstop: 150, dedicatedServers: true))
 }
 
 @Suite("Shared store faults: the object store or the catalog down, a damaged disk cache")
@@ -103,9 +100,7 @@ struct SharedStoreFaultTests {
 
     @Test("the disk cache damaged or deleted while mounted: chunks are fetched again and verified, never served wrong")
     func damagedDiskCache() throws {
-        var settings = MountFixture.Settings(label: "mount", backstop: 120)
-        settings.backend = .shared
-        let f = try MountFixture("disk-cache", settings: settings)
+        let f = try MountFixture("disk-cache", settings: .sharedStore())
         defer { f.close() }
         let data = try StandardData.create(in: f)
         let cache = try #require(f.shared?.environment["ASSETFS_DISK_CACHE"])
