@@ -25,6 +25,17 @@ enum SharedBench {
         }
     }
 
+    /// The variables scripts/shared-servers.sh prints (`export NAME=VALUE` lines): the servers' addresses and
+    /// credentials.
+    static func serverSettings(_ output: String) -> [String: String] {
+        var env: [String: String] = [:]
+        for line in output.split(separator: "\n") where line.hasPrefix("export ") {
+            let pair = line.dropFirst("export ".count).split(separator: "=", maxSplits: 1).map(String.init)
+            if pair.count == 2 { env[pair[0]] = pair[1] }
+        }
+        return env
+    }
+
     static func run(_ options: Options) throws {
         guard geteuid() == 0 else { throw BenchError("the shared benchmark starts servers and drops the page cache: run it as root") }
         let work = FileIO.absolute(options.work)
@@ -48,11 +59,7 @@ enum SharedBench {
         let bootstrap = CommandRunner(logDirectory: work + "/logs", environment: ProcessInfo.processInfo.environment)
         let started = try Spawn.run(runner: bootstrap, "/bin/bash", [script, "start", work + "/servers"], label: "servers-start")
         defer { _ = try? Spawn.run(runner: bootstrap, "/bin/bash", [script, "stop", work + "/servers"], label: "servers-stop") }
-        var env = peerEnvironment(work: work)
-        for line in started.output.split(separator: "\n") where line.hasPrefix("export ") {
-            let pair = line.dropFirst("export ".count).split(separator: "=", maxSplits: 1).map(String.init)
-            if pair.count == 2 { env[pair[0]] = pair[1] }
-        }
+        let env = peerEnvironment(work: work).merging(serverSettings(started.output)) { $1 }
         guard let endpoint = env["AWS_ENDPOINT_URL"], let catalog = env["ASSETFS_TEST_CATALOG"],
               let key = env["AWS_ACCESS_KEY_ID"], let secret = env["AWS_SECRET_ACCESS_KEY"] else {
             throw BenchError("scripts/shared-servers.sh printed no settings: \(started.output)")

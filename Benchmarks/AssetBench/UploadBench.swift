@@ -34,11 +34,7 @@ enum UploadBench {
         try FileIO.makeDirectory(work + "/scratch")
         let started = try Spawn.run(runner: runner, "/bin/bash", [script, "start", work + "/servers"], label: "upload-servers-start")
         defer { _ = try? Spawn.run(runner: runner, "/bin/bash", [script, "stop", work + "/servers"], label: "upload-servers-stop") }
-        var env: [String: String] = [:]
-        for line in started.output.split(separator: "\n") where line.hasPrefix("export ") {
-            let pair = line.dropFirst("export ".count).split(separator: "=", maxSplits: 1).map(String.init)
-            if pair.count == 2 { env[pair[0]] = pair[1] }
-        }
+        let env = SharedBench.serverSettings(started.output)
         guard let endpoint = env["AWS_ENDPOINT_URL"], let key = env["AWS_ACCESS_KEY_ID"], let secret = env["AWS_SECRET_ACCESS_KEY"] else {
             throw BenchError("scripts/shared-servers.sh printed no settings: \(started.output)")
         }
