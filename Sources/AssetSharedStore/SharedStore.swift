@@ -117,6 +117,9 @@ enum SharedStore {
     /// Small files a mount fetches ahead of a reader that walks a directory in name order: each costs a
     /// request's latency, so 16 at a time overlap (measured with `AssetBench shared`).
     static let readAheadFiles = 16
+    /// A mount's memory cache by default: every miss costs a request, and 16 files and 8 segments are fetched
+    /// ahead at a time (the figures in the README's shared-store tables were measured with it).
+    static let memoryCacheBytes = 256 << 20
 
     static func create(bucket: String, prefix: String, chunker: ChunkerParameters, settings: SharedStoreSettings) throws -> Repository {
         if let problem = chunker.problem { throw RepositoryError(.usage, problem) }
@@ -190,7 +193,8 @@ enum SharedStore {
         return Repository(root: url, config: marker.config, storage: retrying, catalog: catalog,
                           hostDirectory: hostDirectory, diskCache: cache, segments: SegmentedPackReader(storage: retrying, segmentSize: segmentSize, capacity: segmentsHeld),
                           defaultGracePeriod: gracePeriod,
-                          readAhead: readAhead, readAheadFiles: readAheadFiles, fetchThreads: fetchThreads)
+                          readAhead: readAhead, readAheadFiles: readAheadFiles, fetchThreads: fetchThreads,
+                          defaultCacheBytes: memoryCacheBytes)
     }
 
     private static func objectStorage(bucket: String, prefix: String, settings: SharedStoreSettings,

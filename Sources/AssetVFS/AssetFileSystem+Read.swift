@@ -91,6 +91,8 @@ extension AssetFileSystem {
             } else {
                 let bytes = try wholeChunk(chunk.location, file: file, inOrder: sequential)
                 out.append(bytes[(bytes.startIndex + from)..<(bytes.startIndex + to)])
+                // Read to its end in order: the kernel now holds these pages, this copy is the first to go.
+                if sequential && end >= chunkEnd { cache.consumed(.chunk(chunk.location.id)) }
             }
             position = min(end, chunkEnd)
             index += 1
@@ -158,15 +160,21 @@ extension AssetFileSystem {
         }
     }
 
+    /// Fetches the chunks after `index` ahead of a sequential reader, within the cache's read-ahead budget: the
+    /// next chunk while the bytes fetched ahead and unread are under half the cache, the ones after it while
+    /// they are under `prefetchLimit`, so many readers at once do not evict each other's next chunks.
     private func prefetch(_ file: OpenFile, after index: Int) {
         let upper = min(file.chunks.count, index + 1 + repo.readAhead)
         guard index + 1 < upper else { return }
         for i in (index + 1)..<upper {
             let location = file.chunks[i].location
             if cache.contains(.chunk(location.id)) { continue }
+            let limit = i == index + 1 ? cache.capacity / 2 : cache.prefetchLimit
+            guard cache.reservePrefetch(location.rawLength, limit: limit) else { return }
             fetchPool.run { [self] in
-                // Safe to drop errors: the reader that needs this chunk loads it again and reports the error.
-                _ = try? cache.value(.chunk(location.id)) { .bytes(try repo.reader.readSlice(location, inOrder: true)) }
+                cache.prefetch(.chunk(location.id), reserved: location.rawLength) {
+                    .bytes(try repo.reader.readSlice(location, inOrder: true))
+                }
             }
         }
     }

@@ -4,6 +4,12 @@ import Dispatch
 /// A size-bounded LRU of verified plain bytes (whole chunks, single blocks, block tables), shared by all
 /// open files.
 ///
+/// What it must hold (issue 15): the kernel keeps every page it has read of a version file (keep_cache), so
+/// bytes already served are worth little here. The cache exists for chunks fetched ahead and not yet read
+/// (`prefetch`, bounded by `prefetchLimit`), chunks a reader is part way through, verified blocks and block
+/// tables of random reads. A chunk read to its end by a sequential reader is moved to the cold end (`consumed`):
+/// kept while there is room, dropped first when there is none.
+///
 /// Concurrency: `lock` guards only the map and the list; loads run outside it, so a miss by one reader never
 /// stalls readers of other chunks. Two readers missing the same key share one load (the second waits for the
 /// first's result only).
@@ -32,6 +38,8 @@ public final class ChunkCache: @unchecked Sendable {
         var value: Value
         var newer: Slot?
         var older: Slot?
+        /// Bytes still counted in `prefetchBytes`: loaded by a prefetch and not yet asked for by a reader.
+        var unreadPrefetch = 0
         init(key: Key, value: Value) {
             self.key = key
             self.value = value
@@ -44,6 +52,9 @@ public final class ChunkCache: @unchecked Sendable {
     }
 
     public let capacity: Int
+    /// At most this many bytes are fetched ahead and not yet read (a quarter of the capacity): with many
+    /// readers at once, read-ahead waits rather than evicting what another reader is about to read.
+    public var prefetchLimit: Int { capacity / 4 }
     private let lock = Lock()
     // Protected by `lock`: the map, the recency list (newest at `head`), the total cost, loads in flight.
     private var slots: [Key: Slot] = [:]
@@ -53,6 +64,10 @@ public final class ChunkCache: @unchecked Sendable {
     private var loading: [Key: Pending] = [:]
     private(set) var hits = 0
     private(set) var misses = 0
+    /// Bytes of prefetches queued, loading, or loaded and not yet read.
+    private var prefetchBytes = 0
+    /// Prefetched chunks evicted before any reader asked for them (read-ahead that was wasted).
+    private(set) var prefetchWasted = 0
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -65,6 +80,7 @@ public final class ChunkCache: @unchecked Sendable {
         let value: Value? = lock.withLock {
             guard let slot = slots[key] else { return nil }
             touch(slot)
+            noteRead(slot)
             hits += 1
             return slot.value
         }
@@ -80,6 +96,7 @@ public final class ChunkCache: @unchecked Sendable {
         let step: Step = lock.withLock {
             if let slot = slots[key] {
                 touch(slot)
+                noteRead(slot)
                 hits += 1
                 return .hit(slot.value)
             }
@@ -97,7 +114,9 @@ public final class ChunkCache: @unchecked Sendable {
             VFSMetrics.memoryMisses.increment()
             pending.done.wait()
             pending.done.signal()  // Let any other waiter through too.
-            return try pending.result!.get()
+            let value = try pending.result!.get()
+            lock.withLock { if let slot = slots[key] { noteRead(slot) } }  // A prefetch this reader waited for.
+            return value
         case .mine(let pending):
             VFSMetrics.memoryMisses.increment()
             let result = Result { try load() }
@@ -113,10 +132,73 @@ public final class ChunkCache: @unchecked Sendable {
         }
     }
 
-    private func insert(_ key: Key, _ value: Value) {
+    /// Reserves `bytes` of read-ahead: false (nothing reserved) when the bytes already fetched ahead and not
+    /// yet read would pass `limit`. A successful reservation must end in `prefetch` or `cancelPrefetch`.
+    public func reservePrefetch(_ bytes: Int, limit: Int) -> Bool {
+        lock.withLock {
+            guard prefetchBytes + bytes <= limit else { return false }
+            prefetchBytes += bytes
+            return true
+        }
+    }
+
+    /// Gives back a reservation that was not used.
+    public func cancelPrefetch(_ bytes: Int) { lock.withLock { prefetchBytes -= bytes } }
+
+    /// Loads `key` ahead of a reader, on a reservation of `reserved` bytes (see `reservePrefetch`), which is
+    /// held until a reader asks for the value or it is evicted. Errors are dropped: the reader that needs the
+    /// value loads it again and reports the error.
+    public func prefetch(_ key: Key, reserved: Int, load: () throws -> Value) {
+        let mine: Pending? = lock.withLock {
+            guard slots[key] == nil, loading[key] == nil else { return nil }
+            let pending = Pending()
+            loading[key] = pending
+            return pending
+        }
+        guard let pending = mine else { return cancelPrefetch(reserved) }
+        let result = Result { try load() }
+        let bytes: Int = lock.withLock {
+            loading.removeValue(forKey: key)
+            if case .success(let v) = result {
+                insert(key, v).unreadPrefetch = reserved
+            } else {
+                prefetchBytes -= reserved
+            }
+            return used
+        }
+        VFSMetrics.memoryBytes.record(bytes)
+        pending.result = result
+        pending.done.signal()
+    }
+
+    /// A reader has read `key` to its end and will not ask again (the kernel keeps the pages): it goes to the
+    /// cold end, first to be evicted.
+    public func consumed(_ key: Key) {
+        lock.withLock {
+            guard let slot = slots[key], tail !== slot else { return }
+            unlink(slot)
+            slot.newer = tail
+            tail?.older = slot
+            tail = slot
+            if head == nil { head = slot }
+        }
+    }
+
+    /// Bytes fetched ahead and not yet read, and prefetched chunks evicted unread (for tests and the stats).
+    public var prefetchFigures: (pending: Int, wasted: Int) { lock.withLock { (prefetchBytes, prefetchWasted) } }
+
+    private func noteRead(_ slot: Slot) {
+        guard slot.unreadPrefetch > 0 else { return }
+        prefetchBytes -= slot.unreadPrefetch
+        slot.unreadPrefetch = 0
+    }
+
+    @discardableResult
+    private func insert(_ key: Key, _ value: Value) -> Slot {
         if let old = slots[key] {
             unlink(old)
             used -= old.value.cost
+            noteRead(old)
         }
         let slot = Slot(key: key, value: value)
         slots[key] = slot
@@ -126,7 +208,12 @@ public final class ChunkCache: @unchecked Sendable {
             unlink(victim)
             slots.removeValue(forKey: victim.key)
             used -= victim.value.cost
+            if victim.unreadPrefetch > 0 {
+                prefetchWasted += 1
+                noteRead(victim)
+            }
         }
+        return slot
     }
 
     private func touch(_ slot: Slot) {

@@ -49,8 +49,11 @@ final class DirectoryReadAhead: @unchecked Sendable {
                 fs.fetchPool.run {
                     // Safe to drop errors: the reader that opens the file loads it again and reports the error.
                     guard let chunks = try? fs.chunkLists.value(fileID, make: { try fs.catalog.fileChunks(fileID) }),
-                          let first = chunks.first, !fs.cache.contains(.chunk(first.location.id)) else { return }
-                    _ = try? fs.cache.value(.chunk(first.location.id)) { .bytes(try fs.repo.reader.readSlice(first.location, inOrder: true)) }
+                          let first = chunks.first, !fs.cache.contains(.chunk(first.location.id)),
+                          fs.cache.reservePrefetch(first.location.rawLength, limit: fs.cache.prefetchLimit) else { return }
+                    fs.cache.prefetch(.chunk(first.location.id), reserved: first.location.rawLength) {
+                        .bytes(try fs.repo.reader.readSlice(first.location, inOrder: true))
+                    }
                 }
             }
         }
