@@ -261,7 +261,9 @@ final class NativeTarget: ReadTarget {
 /// `assetfs mount MNT --background [-o ro]`; version 3 at MNT/bench/v3.
 final class AssetfsMountTarget: ReadTarget {
     let name: String
-    let binary, store, mountpoint, cacheSize: String
+    let binary, store, mountpoint: String
+    /// `--cache-size`; nil: the binary's default.
+    let cacheSize: String?
     /// Extra `assetfs mount` arguments, e.g. ["-o", "ro"].
     let extra: [String]
     let runner: CommandRunner
@@ -269,7 +271,7 @@ final class AssetfsMountTarget: ReadTarget {
     private var starts = 0
     var root: String { mountpoint + "/bench/v3" }
 
-    init(name: String = "assetfs", binary: String, store: String, mountpoint: String, cacheSize: String, extra: [String] = [],
+    init(name: String = "assetfs", binary: String, store: String, mountpoint: String, cacheSize: String?, extra: [String] = [],
          runner: CommandRunner) {
         (self.name, self.binary, self.store, self.mountpoint, self.cacheSize, self.extra, self.runner) =
             (name, binary, store, mountpoint, cacheSize, extra, runner)
@@ -279,7 +281,8 @@ final class AssetfsMountTarget: ReadTarget {
     func start() throws -> Double? {
         starts += 1
         try MountGuard.shared.add(mountpoint)
-        let result = try Spawn.run(binary, ["mount", mountpoint, "--background", "--store", store, "--cache-size", cacheSize] + extra,
+        let result = try Spawn.run(binary, ["mount", mountpoint, "--background", "--store", store]
+                                   + (cacheSize.map { ["--cache-size", $0] } ?? []) + extra,
                                    runner: runner, label: "\(name)-mount-\(starts)")
         guard let pid = Self.pid(in: result.output) else {
             throw BenchError("cannot find the daemon pid in `assetfs mount` output: \(result.output)")

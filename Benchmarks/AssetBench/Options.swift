@@ -8,15 +8,18 @@ struct Options {
     var scale = 1.0
     var assetfs = ".build/release/assetfs"
     var skipPeers = false
-    // Read mode only.
-    var cacheSize = "256M"
+    /// An older assetfs binary measured beside `assetfs` in the same run (import and read modes), into a store of
+    /// its own: what a change costs or buys, measured on the same machine at the same moment.
+    var baseline: String?
+    // Read mode only; nil: the mount's default.
+    var cacheSize: String?
     var tinyVersions = 1000
     var randomReads = 2000
 
     static let usage = """
-        usage: AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--skip-peers]
-               AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--cache-size S] [--tiny-versions N]
-                               [--random-reads N]
+        usage: AssetBench [import] [--work DIR] [--scale F] [--assetfs PATH] [--baseline PATH] [--skip-peers]
+               AssetBench read [--work DIR] [--scale F] [--assetfs PATH] [--baseline PATH] [--cache-size S]
+                               [--tiny-versions N] [--random-reads N]
                AssetBench shared [--work DIR] [--scale F] [--assetfs PATH] [--random-reads N] [--skip-peers]
                AssetBench upload [--work DIR]
           import           (default) import comparison: every version into assetfs, borg and restic
@@ -33,8 +36,10 @@ struct Options {
                            (default /tmp/assetfs-bench)
           --scale F        multiplies file counts of the data set (default 1.0: about 420 MB at v1, 500 MB at v6)
           --assetfs PATH   assetfs binary (default .build/release/assetfs); if missing its columns show n/a
+          --baseline PATH  import and read modes: an older assetfs binary, run beside the new one in the same run
+                           into a store of its own (store-old), reported as assetfs-old with new/old ratios
           --skip-peers     import mode: do not run borg and restic; shared mode: not JuiceFS, rclone and s3fs
-          --cache-size S   read mode: the mount's --cache-size (default 256M)
+          --cache-size S   read mode: the mounts' --cache-size (default: each binary's own default)
           --tiny-versions N  read mode: versions of a separate tiny asset created before timing the mount start
                            (default 1000)
           --random-reads N read mode: random 4 KiB preads per pass (default 2000)
@@ -66,6 +71,7 @@ struct Options {
                 guard let s = Double(text), s > 0, s <= 100 else { throw BenchError("bad --scale \(text)") }
                 options.scale = s
             case "--assetfs": options.assetfs = try value(arg)
+            case "--baseline": options.baseline = try value(arg)
             case "--skip-peers": options.skipPeers = true
             case "--cache-size": options.cacheSize = try value(arg)
             case "--tiny-versions": options.tinyVersions = try count(arg)

@@ -57,16 +57,17 @@ protocol Importer {
 struct AssetfsImporter: Importer {
     let binary: String
     let repository: String
-    var name: String { "assetfs" }
+    /// "assetfs", or "assetfs-old" for the `--baseline` binary.
+    var name = "assetfs"
 
     func create(_ runner: CommandRunner) throws {
-        try runner.run(binary, ["init", "--store", repository], label: "assetfs-init")
+        try runner.run(binary, ["init", "--store", repository], label: "\(name)-init")
     }
 
     func importVersion(_ version: Int, source: String, _ runner: CommandRunner) throws -> Double {
         let result = try runner.run(binary, ["import", "bench", source, "-m", "v\(version)", "--store", repository],
-                                    label: "assetfs-import-v\(version)")
-        if let line = result.output.split(separator: "\n").last { progress("  assetfs: \(line)") }
+                                    label: "\(name)-import-v\(version)")
+        if let line = result.output.split(separator: "\n").last { progress("  \(name): \(line)") }
         return result.seconds
     }
 }

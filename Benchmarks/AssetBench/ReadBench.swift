@@ -74,10 +74,11 @@ enum ReadBench {
             MountGuard.takeDown(entry.mountpoint, pid: 0)
         }
         MountGuard.shared.setSweepPrefix(work + "/mnt/")
-        for sub in ["src", "store", "borg", "restic", "cache", "logs", "export", "tiny", "mnt"] {
+        for sub in ["src", "store", "store-old", "borg", "restic", "cache", "logs", "export", "tiny", "mnt"] {
             try FileIO.removeIfPresent(work + "/" + sub)
         }
-        for sub in ["logs", "cache", "tiny", "export", "mnt/assetfs", "mnt/assetfs-ro", "mnt/assetfs-nometrics", "mnt/borg", "mnt/restic"] { try FileIO.makeDirectory(work + "/" + sub) }
+        for sub in ["logs", "cache", "tiny", "export", "mnt/assetfs", "mnt/assetfs-ro", "mnt/assetfs-nometrics", "mnt/borg", "mnt/restic",
+                    "mnt/assetfs-old", "mnt/assetfs-old-ro"] { try FileIO.makeDirectory(work + "/" + sub) }
         let runner = CommandRunner(logDirectory: work + "/logs", environment: peerEnvironment(work: work))
         let store = work + "/store", src = work + "/src"
 
@@ -93,11 +94,17 @@ enum ReadBench {
         // 1. The data set, six versions into each repository.
         let layout = DataSetLayout(scale: options.scale)
         let generator = DataSetGenerator(root: src, layout: layout)
-        let importers: [any Importer] = [
+        var importers: [any Importer] = [
             AssetfsImporter(binary: assetfs, repository: store),
             BorgImporter(binary: borg, repository: work + "/borg"),
             ResticImporter(binary: restic, repository: work + "/restic"),
         ]
+        // The older binary, into a store of its own (it may not read the new binary's store format).
+        let baseline = try options.baseline.map { path -> String in
+            guard let binary = FileIO.executable(FileIO.absolute(path)) else { throw BenchError("baseline binary \(path) not found") }
+            return binary
+        }
+        if let baseline { importers.append(AssetfsImporter(binary: baseline, repository: work + "/store-old", name: "assetfs-old")) }
         for v in 1...DataSetLayout.versions {
             try MountGuard.shared.checkInterrupted()
             var change = "created"
@@ -140,11 +147,20 @@ enum ReadBench {
         // The default mount with metrics not counted at all: what counting them costs.
         let assetfsNoMetrics = AssetfsMountTarget(name: "assetfs-nometrics", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-nometrics",
                                                   cacheSize: options.cacheSize, extra: ["--metrics", "off"], runner: runner)
+        var oldTargets: [any ReadTarget] = []
+        if let baseline {
+            oldTargets.append(AssetfsMountTarget(name: "assetfs-old", binary: baseline, store: work + "/store-old",
+                                                 mountpoint: mnt + "/assetfs-old", cacheSize: options.cacheSize, runner: runner))
+            oldTargets.append(AssetfsMountTarget(name: "assetfs-old-ro", binary: baseline, store: work + "/store-old",
+                                                 mountpoint: mnt + "/assetfs-old-ro", cacheSize: options.cacheSize,
+                                                 extra: ["-o", "ro"], runner: runner))
+        }
         let targets: [any ReadTarget] = [
             NativeTarget(root: exportRoot),
             assetfsMount,
             assetfsReadOnly,
             assetfsNoMetrics,
+        ] + oldTargets + [
             PeerMountTarget(name: "borg", executable: borg, arguments: ["mount", "-f", "\(work)/borg::v\(version)", mnt + "/borg"],
                             mountpoint: mnt + "/borg", root: mnt + "/borg" + src, runner: runner),
             PeerMountTarget(name: "restic", executable: restic, arguments: ["mount", "--repo", work + "/restic", mnt + "/restic"],
@@ -180,9 +196,14 @@ enum ReadBench {
         progress("tiny: \(tinyCount) versions in \(fixed(tinySeconds, 1)) s; the store now holds \(storeVersions) versions")
 
         // 3. The measurements.
+        let model = files.filter { $0.relative == "model/model.bin" }
+        let shards = files.filter { $0.relative.hasPrefix("shards/") }
+        guard model.count == 1, !shards.isEmpty else { throw BenchError("the data set has no model/model.bin or no shards/") }
         var results: [String: TargetResult] = [:]
         for target in targets {
-            results[target.name] = try measure(target, files: files, large: large, plan: plan, runner: runner)
+            var r = try measure(target, files: files, large: large, plan: plan, runner: runner)
+            try measureRows(target, model: model, shards: shards, into: &r)
+            results[target.name] = r
         }
 
         // Mount start with the many versions: once after dropping caches, then warm.
@@ -200,7 +221,9 @@ enum ReadBench {
             + startWarm.map { fixed($0 * 1000, 1) }.joined(separator: ", ") + " ms")
 
         return ReadReport(layout: layout, version: version, files: files.count, bytes: bytes, largeFiles: large.count,
-                          largeBytes: large.reduce(0) { $0 + $1.size }, randomReads: plan.count, tools: tools,
+                          largeBytes: large.reduce(0) { $0 + $1.size },
+                          modelBytes: model[0].size, shardCount: shards.count, shardBytes: shards.reduce(0) { $0 + $1.size },
+                          randomReads: plan.count, tools: tools,
                           cacheSize: options.cacheSize, machine: "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores",
                           loadBefore: loadBefore, loadAfter: ReadMeasure.loadAverage(), exportSeconds: exportSeconds,
                           assetfsBinary: binaryDescription,
@@ -258,6 +281,29 @@ enum ReadBench {
         return r
     }
 
+    /// The rows a training job feels, each in a fresh mount per round (a daemon's memory cache never serves a
+    /// "cold" read): the model file alone, cold, then warm (best of `warmPasses`, first round only); the CSV
+    /// shards alone, cold. Best of `coldRounds` for the cold rows.
+    static func measureRows(_ target: any ReadTarget, model: [TreeFile], shards: [TreeFile], into r: inout TargetResult) throws {
+        let name = target.name
+        for round in 1...coldRounds {
+            try Watchdog.shared.guarded(600, "\(name): model and shards, round \(round)") {
+                _ = try target.start()
+                try ReadMeasure.dropCaches()
+                r.modelCold.append(try ReadMeasure.sequential(root: target.root, files: model))
+                if round == 1 {
+                    r.modelWarm = try (0..<warmPasses).map { _ in try ReadMeasure.sequential(root: target.root, files: model) }.min()!
+                }
+                try target.stop()
+                _ = try target.start()
+                try ReadMeasure.dropCaches()
+                r.shardsCold.append(try ReadMeasure.sequential(root: target.root, files: shards))
+                try target.stop()
+                progress("\(name): round \(round): model cold \(fixed(r.modelCold.last!, 3)) s, shards cold \(fixed(r.shardsCold.last!, 3)) s")
+            }
+        }
+    }
+
     /// In a freshly started target: drop caches, walk the tree with `find` (the first walk after the mount),
     /// drop caches again and time one cold sequential pass over `files`.
     static func findThenCold(_ target: any ReadTarget, files: [TreeFile], runner: CommandRunner,
@@ -313,4 +359,7 @@ struct TargetResult {
     var coldSequential: Double { coldPasses.min() ?? .infinity }
     var random: ReadMeasure.RandomResult?
     var peakKiB: Int?, currentKiB: Int?
+    /// Cold reads of the model file and of the CSV shards alone (one per fresh mount), and the model warm.
+    var modelCold: [Double] = [], shardsCold: [Double] = []
+    var modelWarm = 0.0
 }

@@ -1,6 +1,8 @@
 /// The read benchmark's markdown: every figure per target, then the targets judged from those figures only.
 struct ReadReport {
-    static let order = ["native", "assetfs", "assetfs-ro", "assetfs-nometrics", "borg", "restic"]
+    static let order = ["native", "assetfs", "assetfs-ro", "assetfs-nometrics", "assetfs-old", "assetfs-old-ro", "borg", "restic"]
+    /// The targets measured in this run, in `order`.
+    var order: [String] { Self.order.filter { results[$0] != nil } }
 
     let layout: DataSetLayout
     let version: Int
@@ -8,9 +10,12 @@ struct ReadReport {
     let bytes: Int
     let largeFiles: Int
     let largeBytes: Int
+    let modelBytes: Int
+    let shardCount: Int
+    let shardBytes: Int
     let randomReads: Int
     let tools: [String]
-    let cacheSize: String
+    let cacheSize: String?
     let machine: String
     let loadBefore: String
     let loadAfter: String
@@ -32,7 +37,8 @@ struct ReadReport {
             + "\(largeFiles) files of at least 1 MiB (\(megabytes(largeBytes)) MB), page-aligned, same offsets for every target.")
         out.append("")
         out.append("Machine: \(machine), load average \(loadBefore) before and \(loadAfter) after. Tools: "
-            + tools.joined(separator: ", ") + ". assetfs mount --cache-size \(cacheSize).")
+            + tools.joined(separator: ", ") + ". assetfs mount "
+            + (cacheSize.map { "--cache-size \($0)" } ?? "with its default --cache-size (each binary its own)") + ".")
         out.append("")
         out.append("native = `assetfs export bench@v\(version)` on the local ext4 disk (the export took "
             + "\(fixed(exportSeconds, 2)) s, \(fixed(Double(bytes) / 1e6 / exportSeconds, 0)) MB/s); borg = `borg mount -f "
@@ -42,18 +48,23 @@ struct ReadReport {
             + "memory caches are not dropped, so each target's cold random pass and tree walks run in a fresh mount). "
             + "Sequential: every file in path order, 1 MiB read() calls. Cold sequential is the best of "
             + "\(ReadBench.coldRounds) passes, each in a fresh mount; warm figures are the best of "
-            + "\(ReadBench.warmPasses) passes. MB = 10^6 bytes. assetfs binary: \(assetfsBinary).")
+            + "\(ReadBench.warmPasses) passes. The model-file and shard rows read those files alone, each in a fresh mount "
+            + "after dropping caches, best of \(ReadBench.coldRounds). assetfs-old = the `--baseline` binary on a store it "
+            + "imported itself, same data. MB = 10^6 bytes. assetfs binary: \(assetfsBinary).")
         out += ["", "### Figures", "", figureTable(), "", "### Targets", "", targetTable()]
         return out.joined(separator: "\n")
     }
 
     private func column(_ body: (TargetResult) -> String) -> [String] {
-        Self.order.map { results[$0].map(body) ?? "n/a" }
+        order.map { results[$0].map(body) ?? "n/a" }
     }
 
     private func figureTable() -> String {
-        var t = MarkdownTable(["measure"] + Self.order.map(Self.heading))
+        var t = MarkdownTable(["measure"] + order.map(Self.heading))
         t.add(["cold sequential MB/s"] + column { fixed(mbps($0.coldSequential), 0) })
+        t.add(["cold sequential MB/s, model file (\(modelBytes >> 20) MiB)"] + column { fixed(modelMBps($0), 0) })
+        t.add(["cold sequential MB/s, \(shardCount) CSV shards (\(megabytes(shardBytes)) MB)"] + column { fixed(shardMBps($0), 0) })
+        t.add(["warm sequential MB/s, model file"] + column { fixed(Double(modelBytes) / 1e6 / $0.modelWarm, 0) })
         t.add(["warm sequential MB/s"] + column { fixed(mbps($0.warmSequential), 0) })
         t.add(["warm sequential MB/s, files >= 1 MiB only"] + column { fixed(Double(largeBytes) / 1e6 / $0.warmLargeSequential, 0) })
         t.add(["random 4 KiB cold IOPS"] + column { $0.random.map { fixed(iops($0.coldSeconds), 0) } ?? "n/a" })
@@ -78,7 +89,6 @@ struct ReadReport {
             guard let x, let y, y > 0, x.isFinite, y.isFinite else { return nil }
             return x / y
         }
-        let budget = cacheMiB.map { 64 + $0 }
         // Every per-mount target for the default mount (workspaces served) and the versions-only one (-o ro).
         for (key, mount) in [("assetfs", "default"), ("assetfs-ro", "`-o ro`")] {
             guard let a = results[key] else { continue }
@@ -92,9 +102,13 @@ struct ReadReport {
             t.add(["random 4 KiB cold IOPS >= 10x borg mount", mount, times(random), verdict(random.map { $0 >= 10 })])
             let ls = ratio(a.lsSeconds, n?.lsSeconds)
             t.add(["`ls -lR` time <= 3x native", mount, times(ls), verdict(ls.map { $0 <= 3 })])
-            let peak = a.peakKiB.map { Double($0) / 1024 }
-            t.add(["daemon RSS <= 64 MiB + cache (\(cacheSize)) = \(budget.map { fixed($0, 0) } ?? "?") MiB", mount,
-                   peak.map { fixed($0, 1) + " MiB" } ?? "n/a", verdict(peak.flatMap { p in budget.map { p <= $0 } })])
+            let model = ratio(modelMBps(a), n.map(modelMBps))
+            t.add(["cold sequential, model file >= 0.7x native", mount, times(model), verdict(model.map { $0 >= 0.7 })])
+            let shards = ratio(shardMBps(a), n.map(shardMBps))
+            t.add(["cold sequential, CSV shards >= 0.65x native", mount, times(shards), verdict(shards.map { $0 >= 0.65 })])
+            let peak = a.peakKiB.map { Double($0) / 1024 }, borgPeak = b?.peakKiB.map { Double($0) / 1024 }
+            t.add(["daemon peak RSS <= borg mount's (\(borgPeak.map { fixed($0, 1) } ?? "?") MiB)", mount,
+                   peak.map { fixed($0, 1) + " MiB" } ?? "n/a", verdict(peak.flatMap { p in borgPeak.map { p <= $0 } })])
             t.add(["content = native", mount, contentMatches(a) ? "same" : "DIFFERENT", verdict(contentMatches(a))])
         }
         // Metrics cost: the default mount (metrics counted) against the same mount with `--metrics off`.
@@ -104,14 +118,40 @@ struct ReadReport {
                 t.add(["metrics on vs `--metrics off`, \(what) sequential >= 0.97x", "default", times(x), verdict(x.map { $0 >= 0.97 })])
             }
         }
+        // The new binary against the old one (`--baseline`), same run: no read row more than 5% slower.
+        for (key, oldKey, mount) in [("assetfs", "assetfs-old", "default"), ("assetfs-ro", "assetfs-old-ro", "`-o ro`")] {
+            guard let a = results[key], let o = results[oldKey] else { continue }
+            let rows: [(String, (TargetResult) -> Double?)] = [
+                ("cold sequential", { mbps($0.coldSequential) }),
+                ("cold model file", { modelMBps($0) }),
+                ("cold CSV shards", { shardMBps($0) }),
+                ("warm sequential", { mbps($0.warmSequential) }),
+                ("warm model file", { Double(modelBytes) / 1e6 / $0.modelWarm }),
+                ("random 4 KiB cold", { $0.random.map { iops($0.coldSeconds) } }),
+                ("random 4 KiB warm", { $0.random.map { iops($0.warmSeconds) } }),
+                ("`ls -lR` (speed)", { 1 / $0.lsSeconds }),
+                ("`find` (speed)", { 1 / $0.findSeconds }),
+            ]
+            for (what, figure) in rows {
+                let x = ratio(figure(a), figure(o))
+                t.add(["new / old binary, \(what) >= 0.95x", mount, times(x), verdict(x.map { $0 >= 0.95 })])
+            }
+            let peaks = ratio(a.peakKiB.map(Double.init), o.peakKiB.map(Double.init))
+            t.add(["new / old binary, daemon peak RSS", mount, times(peaks), "-"])
+        }
         let warmMedian = median(startWarm)
         t.add(["mount start <= 100 ms, \(storeVersions) versions (median of \(startWarm.count) warm)", "default",
                ms(warmMedian), verdict(warmMedian.map { $0 <= 0.1 })])
         t.add(["mount start <= 100 ms, \(storeVersions) versions, caches dropped", "default", ms(startCold),
                verdict(startCold <= 0.1)])
         var lines = [t.render(), ""]
-        lines.append("Cold sequential passes, s: " + Self.order.compactMap { name in
+        lines.append("Cold sequential passes, s: " + order.compactMap { name in
             results[name].map { "\(Self.heading(name)) " + $0.coldPasses.map { fixed($0, 3) }.joined(separator: ", ") }
+        }.joined(separator: "; ") + ".")
+        lines.append("")
+        lines.append("Cold model file / CSV shards passes, s: " + order.compactMap { name in
+            results[name].map { "\(Self.heading(name)) " + $0.modelCold.map { fixed($0, 3) }.joined(separator: ", ") + " / "
+                + $0.shardsCold.map { fixed($0, 3) }.joined(separator: ", ") }
         }.joined(separator: "; ") + ".")
         lines.append("")
         lines.append("Mount start = spawning `assetfs mount --background` until it returns (it polls for readiness every "
@@ -133,6 +173,8 @@ struct ReadReport {
         case "assetfs": "assetfs mount"
         case "assetfs-ro": "assetfs mount -o ro"
         case "assetfs-nometrics": "assetfs mount --metrics off"
+        case "assetfs-old": "old assetfs mount"
+        case "assetfs-old-ro": "old assetfs mount -o ro"
         case "borg": "borg mount"
         case "restic": "restic mount"
         default: name
@@ -140,6 +182,8 @@ struct ReadReport {
     }
 
     private func mbps(_ seconds: Double) -> Double { seconds > 0 ? Double(bytes) / 1e6 / seconds : .nan }
+    private func modelMBps(_ r: TargetResult) -> Double { r.modelCold.min().map { Double(modelBytes) / 1e6 / $0 } ?? .nan }
+    private func shardMBps(_ r: TargetResult) -> Double { r.shardsCold.min().map { Double(shardBytes) / 1e6 / $0 } ?? .nan }
     private func iops(_ seconds: Double) -> Double { seconds > 0 ? Double(randomReads) / seconds : .nan }
     private func times(_ x: Double?) -> String { x.map { fixed($0, 2) + "x" } ?? "n/a" }
     private func ms(_ seconds: Double?) -> String { seconds.map { fixed($0 * 1000, 1) + " ms" } ?? "n/a" }
@@ -149,15 +193,5 @@ struct ReadReport {
         guard !values.isEmpty else { return nil }
         let s = values.sorted()
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-
-    /// "256M" -> 256 (MiB), as `assetfs mount --cache-size` reads it.
-    private var cacheMiB: Double? {
-        var text = cacheSize.uppercased()
-        if text.hasSuffix("IB") { text.removeLast(2) } else if text.hasSuffix("B") { text.removeLast() }
-        let units: [Character: Double] = ["K": 1.0 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024]
-        var unit = 1.0 / 1_048_576
-        if let last = text.last, let u = units[last] { unit = u; text.removeLast() }
-        return Double(text).map { $0 * unit }
     }
 }

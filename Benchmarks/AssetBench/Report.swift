@@ -21,6 +21,7 @@ struct Report {
     let micro: MicroResult
     let study: [ChunkStudyRow]
     let records: [VersionRecord]
+    let firstImport: FirstImport?
 
     func render() -> String {
         var out = ["## assetfs benchmark", ""]
@@ -35,6 +36,10 @@ struct Report {
         out += ["", "### Import, version by version", "", importTable(), ""]
         out += ["### Sizes after each version (MB, sum of st_size of the files under each directory)", "",
                 sizeTable(), ""]
+        if let firstImport {
+            out += ["### First import against a plain copy (v1, best of \(FirstImport.rounds) alternating rounds)", "",
+                    firstImportTable(firstImport), ""]
+        }
         out += ["### Targets", "", targetTable()]
         return out.joined(separator: "\n")
     }
@@ -64,15 +69,33 @@ struct Report {
         return t.render()
     }
 
+    private var hasBaseline: Bool { records.contains { $0.seconds["assetfs-old"] != nil } }
+
     private func importTable() -> String {
-        var t = MarkdownTable(["version", "MB", "assetfs s", "assetfs MB/s", "borg s", "borg MB/s", "restic s",
+        let old = hasBaseline ? ["assetfs-old s", "new/old time"] : []
+        var t = MarkdownTable(["version", "MB", "assetfs s", "assetfs MB/s"] + old + ["borg s", "borg MB/s", "restic s",
                                "restic MB/s", "assetfs/borg throughput"])
         for r in records {
+            let oldCells = hasBaseline
+                ? [cell(r.seconds["assetfs-old"], 2),
+                   cell(r.seconds["assetfs"].flatMap { a in r.seconds["assetfs-old"].map { a / $0 } }, 2).replacingNA(suffix: "x")]
+                : []
             t.add(["v\(r.version)", megabytes(r.logicalBytes),
-                   cell(r.seconds["assetfs"], 2), cell(r.megabytesPerSecond("assetfs"), 0),
+                   cell(r.seconds["assetfs"], 2), cell(r.megabytesPerSecond("assetfs"), 0)] + oldCells + [
                    cell(r.seconds["borg"], 2), cell(r.megabytesPerSecond("borg"), 0),
                    cell(r.seconds["restic"], 2), cell(r.megabytesPerSecond("restic"), 0),
                    cell(speedup(r), 2).replacingNA(suffix: "x")])
+        }
+        return t.render()
+    }
+
+    private func firstImportTable(_ f: FirstImport) -> String {
+        var t = MarkdownTable(["tool", "rounds, s", "best s", "MB/s", "time / cp -a + sync"])
+        let copy = f.best(FirstImport.copy)
+        for tool in [FirstImport.copy, "assetfs", "assetfs-old"] {
+            guard let runs = f.seconds[tool], let best = f.best(tool) else { continue }
+            t.add([tool, runs.map { fixed($0, 2) }.joined(separator: ", "), fixed(best, 2),
+                   fixed(Double(f.bytes) / 1e6 / best, 0), cell(copy.map { best / $0 }, 2).replacingNA(suffix: "x")])
         }
         return t.render()
     }
@@ -98,6 +121,15 @@ struct Report {
             let ratio = speedup(r).map { 1 / $0 }
             t.add(["v\(r.version) import time <= 0.5x borg", cell(ratio, 2).replacingNA(suffix: "x"),
                    verdict(ratio.map { $0 <= 0.5 })])
+        }
+        if let f = firstImport, let copy = f.best(FirstImport.copy) {
+            let ratio = f.best("assetfs").map { $0 / copy }
+            t.add(["v1 import time <= 1.1x `cp -a` + `sync`", cell(ratio, 2).replacingNA(suffix: "x"), verdict(ratio.map { $0 <= 1.1 })])
+        }
+        for r in records where r.seconds["assetfs-old"] != nil {
+            let ratio = r.seconds["assetfs"].flatMap { a in r.seconds["assetfs-old"].map { a / $0 } }
+            t.add(["v\(r.version) import no slower than the old binary (<= 1.05x)", cell(ratio, 2).replacingNA(suffix: "x"),
+                   verdict(ratio.map { $0 <= 1.05 })])
         }
         if let last = records.last {
             let a = last.repositoryBytes["assetfs"], r = last.repositoryBytes["restic"]

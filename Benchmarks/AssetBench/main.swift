@@ -23,7 +23,7 @@ do {
     guard work != "/" else { throw BenchError("refusing to use / as the work directory") }
     let src = work + "/src"
     // Every run starts from nothing: old repositories would turn the first import into an incremental one.
-    for sub in ["src", "store", "borg", "restic", "cache", "logs"] { try FileIO.removeIfPresent(work + "/" + sub) }
+    for sub in ["src", "store", "store-old", "borg", "restic", "cache", "logs", "first"] { try FileIO.removeIfPresent(work + "/" + sub) }
     try FileIO.makeDirectory(work + "/logs")
     try FileIO.makeDirectory(work + "/cache")
     let runner = CommandRunner(logDirectory: work + "/logs", environment: peerEnvironment(work: work))
@@ -36,6 +36,12 @@ do {
             ?? "assetfs")
     } else {
         progress("assetfs binary \(options.assetfs) not found: its columns will show n/a")
+    }
+    if let path = options.baseline {
+        guard let binary = FileIO.executable(FileIO.absolute(path)) else { throw BenchError("baseline binary \(path) not found") }
+        importers.append(AssetfsImporter(binary: binary, repository: work + "/store-old", name: "assetfs-old"))
+        tools.append(toolVersion(binary, ["--version"], runner, label: "assetfs-old-version").map { "assetfs-old \($0)" }
+            ?? "assetfs-old")
     }
     if !options.skipPeers {
         guard let borg = FileIO.executable("borg") else { throw BenchError("borg not found in PATH") }
@@ -53,6 +59,7 @@ do {
     var micro: MicroResult?
     var records: [VersionRecord] = []
     var plainCopies = 0
+    var firstImport: FirstImport?
 
     for version in 1...DataSetLayout.versions {
         let (change, generateSeconds) = try timed {
@@ -85,10 +92,11 @@ do {
             progress("v\(version): \(importer.name) \(fixed(seconds, 2)) s, repository \(megabytes(size)) MB")
         }
         records.append(record)
+        if version == 1 { firstImport = try FirstImport.measure(source: src, work: work + "/first", importers: importers, runner: runner) }
     }
 
     let report = Report(layout: layout, machine: "\(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores",
-                        tools: tools, micro: micro!, study: study.rows, records: records)
+                        tools: tools, micro: micro!, study: study.rows, records: records, firstImport: firstImport)
     print(report.render())
 } catch {
     progress("AssetBench failed: \(error)")

@@ -14,7 +14,15 @@ final class FileBuild: @unchecked Sendable {
     private var chunkHashes: [ContentHash?] = []
     private var streamed: ContentHash?
 
-    init(size: UInt64) { self.size = size }
+    /// Whether a file of one chunk has that chunk's id as its hash: true in a format-1 store, where a chunk id is
+    /// the SHA-256 of its bytes (the importer then skips hashing such files twice); false in format 2, where the
+    /// file hasher hashes every file.
+    let chunkIDIsFileHash: Bool
+
+    init(size: UInt64, chunkIDIsFileHash: Bool = false) {
+        self.size = size
+        self.chunkIDIsFileHash = chunkIDIsFileHash
+    }
 
     static let emptyHash = ContentHash.of([UInt8]())
 
@@ -34,8 +42,8 @@ final class FileBuild: @unchecked Sendable {
     /// The chunk list so far: offsets and hashes (nil where a batch is not processed yet).
     func chunks() -> (offsets: [UInt64], hashes: [ContentHash?]) { lock.withLock { (offsets, chunkHashes) } }
 
-    /// The whole-file hash, set by the file hasher for files of two or more chunks (and by the importer for a
-    /// file reused from the parent version); a single-chunk file's hash is its chunk's.
+    /// The whole-file hash, set by the file hasher (in a format-1 store for files of two or more chunks only) and
+    /// by the importer for a file reused from the parent version; see `chunkIDIsFileHash`.
     var streamedHash: ContentHash? {
         get { lock.withLock { streamed } }
         set { lock.withLock { streamed = newValue } }
@@ -48,7 +56,7 @@ final class FileBuild: @unchecked Sendable {
             if let streamed { return streamed }
             switch chunkHashes.count {
             case 0: return Self.emptyHash
-            case 1: return chunkHashes[0]
+            case 1: return chunkIDIsFileHash ? chunkHashes[0] : nil
             default: return nil
             }
         }
@@ -205,13 +213,18 @@ final class ImportPipeline: @unchecked Sendable {
 
     /// Hashes every chunk of a batch, asks the catalog once which of them the store has, and compresses the
     /// ones it lacks (two fan-outs over both cores). Returns the new records in batch order.
+    /// In a format-2 store the chunk id is made from the block hashes, which `encode` then reuses: new bytes are
+    /// hashed once here instead of twice (ChunkIdentity).
     private func hashAndEncode(_ jobs: [ChunkJob]) throws -> [ChunkRecord.Encoded] {
-        let hashes = parallelMap(count: jobs.count) { i in jobs[i].bytes.withUnsafeBytes { ContentHash.of($0) } }
-        let claimed = try claim(hashes, for: jobs)
+        let identity = repo.reader.identity
+        let identified = parallelMap(count: jobs.count) { i in jobs[i].bytes.withUnsafeBytes { ChunkRecord.identify($0, as: identity) } }
+        let claimed = try claim(identified.map(\.id), for: jobs)
         return parallelMap(count: claimed.count) { k -> ChunkRecord.Encoded in
             let i = claimed[k]
             return compressors.withCompressor { compressor in
-                jobs[i].bytes.withUnsafeBytes { ChunkRecord.encode($0, id: hashes[i], compressor: compressor) }
+                jobs[i].bytes.withUnsafeBytes {
+                    ChunkRecord.encode($0, id: identified[i].id, blockHashes: identified[i].blockHashes, compressor: compressor)
+                }
             }
         }
     }

@@ -57,7 +57,7 @@ extension Importer {
     /// Cuts a byte stream into chunks and feeds them to the pipeline; `read` fills a buffer and returns 0 at the
     /// end. Returns the file (queued for the catalog) and how many bytes the stream held.
     func streamChunks(size: UInt64, read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> (FileBuild, UInt64) {
-        let file = FileBuild(size: size)
+        let file = FileBuild(size: size, chunkIDIsFileHash: repo.reader.identity == .plainBytes)
         var hasher: FileHashTask?
         var firstChunk: [UInt8]? = nil
         var filled = 0
@@ -74,7 +74,7 @@ extension Importer {
                 let view = UnsafeRawBufferPointer(rebasing: buffer[start..<filled])
                 let length = chunker.cutPoint(view)
                 let bytes = Array(UnsafeRawBufferPointer(rebasing: view[0..<length]))
-                // Single-chunk files use their chunk hash as the file hash: hash the stream only from chunk two.
+                // In a format-1 store a single-chunk file's hash is its chunk id: hash the stream only from chunk two.
                 if file.chunkCount == 0 {
                     firstChunk = bytes
                 } else {
@@ -99,6 +99,10 @@ extension Importer {
                 filled = rest
             }
             if eof && filled == 0 { break }
+        }
+        if let first = firstChunk, !file.chunkIDIsFileHash {
+            hasher = FileHashTask(file: file, hasher: fileHasher)
+            hasher!.update(first)
         }
         hasher?.finish()
         pipeline.enqueue(.file(file))

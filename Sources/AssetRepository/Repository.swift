@@ -12,6 +12,16 @@ import Foundation
 /// What `assetfs-store.json` holds: the format marker and the parameters fixed when the store was created.
 public struct StoreConfig: Codable, Sendable {
     public static let formatName = "assetfs-store"
+    /// The format new stores are created in (2: chunk ids from block hashes, see ChunkIdentity).
+    public static let currentVersion = 2
+    /// Formats this build reads and writes; a store keeps its own (its chunk ids must stay comparable).
+    public static let knownVersions = 1...2
+
+    /// The complaint for a store whose marker says another format, or nil if this build handles it.
+    public static func unsupported(format: String, version: Int, at place: String) -> String? {
+        guard format != formatName || !knownVersions.contains(version) else { return nil }
+        return "\(place) has store format \(format) v\(version); this assetfs reads \(formatName) v\(knownVersions.lowerBound) to v\(knownVersions.upperBound): use a newer assetfs"
+    }
     public var format: String
     public var version: Int
     public var chunker: ChunkerParameters
@@ -71,7 +81,8 @@ public final class Repository: Sendable {
         self.config = config
         self.storage = storage
         self.catalog = catalog
-        self.reader = ChunkReader(storage: storage, diskCache: diskCache, segments: segments)
+        self.reader = ChunkReader(storage: storage, diskCache: diskCache, segments: segments,
+                                  identity: ChunkIdentity(storeFormat: config.version) ?? .blockHashes)
     }
 
     /// Creates a new local store in `root`, which must be missing or an empty directory. (Stores of every kind:
@@ -96,7 +107,7 @@ public final class Repository: Sendable {
         try makeParents(root)
         try makeDirectory(root)
         try LocalPackStorage(root: root).createLayout()
-        let config = StoreConfig(format: StoreConfig.formatName, version: 1, chunker: chunker, createdNs: Clock.nowNanoseconds())
+        let config = StoreConfig(format: StoreConfig.formatName, version: StoreConfig.currentVersion, chunker: chunker, createdNs: Clock.nowNanoseconds())
         try createPrivateFile(root + "/" + catalogName)
         let backends = try StoreBackends.local(root: root)
         // The marker is written last and atomically: a store without it is not yet a store.
@@ -119,8 +130,8 @@ public final class Repository: Sendable {
         } catch {
             throw RepositoryError(.corruption, "\(configPath) is damaged: \(error)")
         }
-        guard config.format == StoreConfig.formatName, config.version == 1 else {
-            throw RepositoryError(.failure, "\(root) has store format \(config.format) v\(config.version); this assetfs reads assetfs-store v1")
+        if let problem = StoreConfig.unsupported(format: config.format, version: config.version, at: root) {
+            throw RepositoryError(.failure, problem)
         }
         // A store whose catalog vanished or was emptied must not be taken for an empty store: gc would then
         // delete every pack as an orphan. Refuse, and say what to do.

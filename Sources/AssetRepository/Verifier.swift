@@ -51,7 +51,7 @@ public struct Verifier {
         let batchSize = 64
         var start = 0
         // Verify proves the store, not this host's disk cache: every chunk is read from the pack storage.
-        let storeReader = ChunkReader(storage: repo.storage)
+        let storeReader = ChunkReader(storage: repo.storage, identity: repo.reader.identity)
         while start < chunks.count {
             let slice = Array(chunks[start..<min(start + batchSize, chunks.count)])
             let outcomes = parallelMap(count: slice.count) { i -> String? in

@@ -138,7 +138,7 @@ enum SharedStore {
         guard bound == id else {
             throw RepositoryError(.conflict, "the catalog \(catalog.displayName) already belongs to another store (id \(bound)): give each store a database of its own")
         }
-        let marker = SharedStoreMarker(format: StoreConfig.formatName, version: 1, chunker: chunker,
+        let marker = SharedStoreMarker(format: StoreConfig.formatName, version: StoreConfig.currentVersion, chunker: chunker,
                                        createdNs: Clock.nowNanoseconds(), id: id, catalog: catalogURL)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -165,8 +165,8 @@ enum SharedStore {
         } catch {
             throw RepositoryError(.corruption, "\(url)/\(markerName) is damaged: \(error)")
         }
-        guard marker.format == StoreConfig.formatName, marker.version == 1 else {
-            throw RepositoryError(.failure, "\(url) has store format \(marker.format) v\(marker.version); this assetfs reads assetfs-store v1")
+        if let problem = StoreConfig.unsupported(format: marker.format, version: marker.version, at: url) {
+            throw RepositoryError(.failure, problem)
         }
         let catalogURL = settings.catalog ?? marker.catalog
         try CatalogAddress.requireNoSecret(catalogURL)

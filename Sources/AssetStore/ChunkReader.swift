@@ -8,10 +8,14 @@ public struct ChunkReader: Sendable {
     /// Large aligned reads for readers that go through a remote pack in order (nil: every read is exact, as
     /// suits a local disk).
     public let segments: SegmentedPackReader?
+    /// What the store's chunk ids are hashes of (its format version).
+    public let identity: ChunkIdentity
     private let decompressors = DecompressorPool()
 
-    public init(storage: PackStorage, diskCache: DiskChunkCache? = nil, segments: SegmentedPackReader? = nil) {
+    public init(storage: PackStorage, diskCache: DiskChunkCache? = nil, segments: SegmentedPackReader? = nil,
+                identity: ChunkIdentity = .plainBytes) {
         self.storage = storage
+        self.identity = identity
         self.diskCache = diskCache
         self.segments = segments
     }
@@ -34,7 +38,7 @@ public struct ChunkReader: Sendable {
     public func readSlice(_ location: ChunkLocation, inOrder: Bool = false) throws -> ArraySlice<UInt8> {
         try withRecord(location, inOrder: inOrder) { record, raw in
             if let payload = try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength,
-                                                        tableHash: location.tableHash) {
+                                                        tableHash: location.tableHash, identity: identity) {
                 return record[payload]
             }
             return try decode(raw, location)[...]
@@ -45,7 +49,8 @@ public struct ChunkReader: Sendable {
     /// chunk's hash. What gc copies into a new pack: copying a second read instead would copy bytes nobody checked.
     public func verifiedRecord(_ location: ChunkLocation, inOrder: Bool = false) throws -> [UInt8] {
         try withRecord(location, inOrder: inOrder) { record, raw in
-            if try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength, tableHash: location.tableHash) == nil {
+            if try ChunkRecord.rawPayload(raw, id: location.id, rawLength: location.rawLength, tableHash: location.tableHash,
+                                          identity: identity) == nil {
                 _ = try decode(raw, location)
             }
             return record
@@ -99,7 +104,8 @@ public struct ChunkReader: Sendable {
 
     private func decode(_ raw: UnsafeRawBufferPointer, _ location: ChunkLocation) throws -> [UInt8] {
         try decompressors.withDecompressor { d in
-            try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength, tableHash: location.tableHash, decompressor: d)
+            try ChunkRecord.decode(raw, id: location.id, rawLength: location.rawLength, tableHash: location.tableHash,
+                                   identity: identity, decompressor: d)
         }
     }
 

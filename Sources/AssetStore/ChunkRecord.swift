@@ -1,3 +1,40 @@
+/// What a chunk id is the hash of, fixed by the store's format version (Documentation/Format.md, "Hashes").
+///
+/// Format 1: SHA-256 of the chunk's plain bytes. Format 2: SHA-256 of `"assetfs-chunk-v2\n"`, the raw length
+/// (u64 little-endian) and the chunk's 64 KiB block hashes in order. Both cover every plain byte; the second
+/// needs no pass over the bytes beyond the block hashes that every record carries anyway, so an import hashes
+/// new bytes twice (file hash, block hashes) instead of three times, and a full read checks each block against
+/// its hash instead of hashing the chunk as a whole (the same work, and blocks can be checked apart).
+public enum ChunkIdentity: Sendable, Equatable {
+    /// Format 1.
+    case plainBytes
+    /// Format 2.
+    case blockHashes
+
+    /// The identity of a store of format `version` (nil for a version this build does not know).
+    public init?(storeFormat version: Int) {
+        switch version {
+        case 1: self = .plainBytes
+        case 2: self = .blockHashes
+        default: return nil
+        }
+    }
+
+    /// The format version whose chunk ids these are.
+    public var storeFormat: Int { self == .plainBytes ? 1 : 2 }
+
+    static let domain = Array("assetfs-chunk-v2\n".utf8)
+
+    /// The format-2 id of a chunk of `rawLength` bytes with these block hashes.
+    public static func chunkID(rawLength: Int, blockHashes: [ContentHash]) -> ContentHash {
+        var input = domain
+        input.reserveCapacity(domain.count + 8 + blockHashes.count * 32)
+        input.appendLE(UInt64(rawLength))
+        for hash in blockHashes { input.append(contentsOf: hash.bytes) }
+        return ContentHash.of(input)
+    }
+}
+
 /// The byte layout of one chunk inside a pack (Documentation/Format.md, "Chunk records").
 ///
 /// A chunk is split into fixed 64 KiB blocks, each compressed on its own and hashed on its own, so a small
@@ -37,7 +74,27 @@ public enum ChunkRecord {
         case raw = 0, zstd = 1, mixed = 2
     }
 
-    public static func encode(_ plain: UnsafeRawBufferPointer, id: ContentHash, compressor: ZstdCompressor) -> Encoded {
+    /// The 64 KiB block hashes of a chunk's plain bytes, in order.
+    public static func blockHashes(_ plain: UnsafeRawBufferPointer) -> [ContentHash] {
+        (0..<blockCount(rawLength: plain.count)).map { b in
+            ContentHash.of(UnsafeRawBufferPointer(rebasing: plain[(b * blockSize)..<min((b + 1) * blockSize, plain.count)]))
+        }
+    }
+
+    /// The id of a chunk as `identity` defines it, and its block hashes when they were computed for it (format 2),
+    /// to hand to `encode` so that nothing is hashed twice.
+    public static func identify(_ plain: UnsafeRawBufferPointer, as identity: ChunkIdentity) -> (id: ContentHash, blockHashes: [ContentHash]?) {
+        switch identity {
+        case .plainBytes: return (ContentHash.of(plain), nil)
+        case .blockHashes:
+            let hashes = blockHashes(plain)
+            return (ChunkIdentity.chunkID(rawLength: plain.count, blockHashes: hashes), hashes)
+        }
+    }
+
+    /// `blockHashes`: the chunk's block hashes if the caller has them (from `identify`); computed here if nil.
+    public static func encode(_ plain: UnsafeRawBufferPointer, id: ContentHash, blockHashes known: [ContentHash]? = nil,
+                              compressor: ZstdCompressor) -> Encoded {
         let count = blockCount(rawLength: plain.count)
         let prefix = prefixLength(rawLength: plain.count)
         var header = [UInt8]()
@@ -79,7 +136,7 @@ public enum ChunkRecord {
                 header.appendLE(UInt32(length))
                 header.append(compressed != nil ? BlockCodec.zstd.rawValue : BlockCodec.raw.rawValue)
                 header.append(contentsOf: [0, 0, 0])
-                header.append(contentsOf: ContentHash.of(block).bytes)
+                header.append(contentsOf: (known?[b] ?? ContentHash.of(block)).bytes)
             }
             header.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: out[0..<prefix]).copyMemory(from: $0) }
             initialized = stored
@@ -152,23 +209,44 @@ public enum ChunkRecord {
     /// When every block of the record is raw, the range of the record that holds the plain bytes, checked
     /// against the chunk id; nil when some block is compressed (decode it instead).
     public static func rawPayload(
-        _ record: UnsafeRawBufferPointer, id: ContentHash, rawLength: Int, tableHash: ContentHash
+        _ record: UnsafeRawBufferPointer, id: ContentHash, rawLength: Int, tableHash: ContentHash,
+        identity: ChunkIdentity = .plainBytes
     ) throws -> Range<Int>? {
         let blocks = try parseTable(record, id: id, rawLength: rawLength, recordLength: record.count, tableHash: tableHash)
         guard blocks.allSatisfy({ $0.codec == .raw && $0.storedLength == $0.rawLength }) else { return nil }
         // parseTable proved the blocks lie back to back from the end of the table to the end of the record.
         let payload = prefixLength(rawLength: rawLength)..<record.count
         guard payload.count == rawLength else { throw StoreError.corrupt("chunk \(id.short): record length mismatch") }
-        guard ContentHash.of(UnsafeRawBufferPointer(rebasing: record[payload])) == id else {
-            throw StoreError.corrupt("chunk \(id.short): content does not match its SHA-256")
-        }
+        try verify(UnsafeRawBufferPointer(rebasing: record[payload]), id: id, blocks: blocks, identity: identity)
         return payload
+    }
+
+    /// Checks a chunk's plain bytes against its id. Format 1 hashes them whole. Format 2 checks each block
+    /// against its hash in the table and the id against the table's block hashes: a table that matches the
+    /// catalog's table hash (parseTable checked it) with blocks that match it proves the id.
+    static func verify(_ plain: UnsafeRawBufferPointer, id: ContentHash, blocks: [Block], identity: ChunkIdentity) throws {
+        switch identity {
+        case .plainBytes:
+            guard ContentHash.of(plain) == id else {
+                throw StoreError.corrupt("chunk \(id.short): content does not match its SHA-256")
+            }
+        case .blockHashes:
+            for block in blocks {
+                let bytes = UnsafeRawBufferPointer(rebasing: plain[block.rawOffset..<(block.rawOffset + block.rawLength)])
+                guard ContentHash.of(bytes) == block.hash else {
+                    throw StoreError.corrupt("chunk \(id.short): block at \(block.rawOffset) does not match its SHA-256")
+                }
+            }
+            guard ChunkIdentity.chunkID(rawLength: plain.count, blockHashes: blocks.map(\.hash)) == id else {
+                throw StoreError.corrupt("chunk \(id.short): block hashes do not make its id")
+            }
+        }
     }
 
     /// Decodes a whole record and checks the plain bytes against the chunk id.
     public static func decode(
         _ record: UnsafeRawBufferPointer, id: ContentHash, rawLength: Int, tableHash: ContentHash,
-        decompressor: ZstdDecompressor
+        identity: ChunkIdentity = .plainBytes, decompressor: ZstdDecompressor
     ) throws -> [UInt8] {
         let blocks = try parseTable(record, id: id, rawLength: rawLength, recordLength: record.count, tableHash: tableHash)
         // Every byte is written by exactly one block (the table covers 0..<rawLength), so no zero-fill.
@@ -179,11 +257,19 @@ public enum ChunkRecord {
                 guard decodeBlock(block, stored: src, into: target, decompressor: decompressor) else {
                     throw StoreError.corrupt("chunk \(id.short): block at \(block.rawOffset) does not decode")
                 }
+                // Format 2: each block is checked while it is still in the CPU's cache.
+                if identity == .blockHashes && ContentHash.of(UnsafeRawBufferPointer(target)) != block.hash {
+                    throw StoreError.corrupt("chunk \(id.short): block at \(block.rawOffset) does not match its SHA-256")
+                }
             }
             return rawLength
         }
-        guard ContentHash.of(out) == id else {
-            throw StoreError.corrupt("chunk \(id.short): content does not match its SHA-256")
+        switch identity {
+        case .plainBytes: try out.withUnsafeBytes { try verify($0, id: id, blocks: blocks, identity: identity) }
+        case .blockHashes:
+            guard ChunkIdentity.chunkID(rawLength: rawLength, blockHashes: blocks.map(\.hash)) == id else {
+                throw StoreError.corrupt("chunk \(id.short): block hashes do not make its id")
+            }
         }
         return out
     }

@@ -24,9 +24,9 @@ struct FileBuildTests {
         #expect(try file.finalHash() == whole)
     }
 
-    @Test("a single-chunk file's hash is its chunk's, once the pipeline has hashed it; an empty file's is SHA-256 of nothing")
+    @Test("format 1: a single-chunk file's hash is its chunk's, once the pipeline has hashed it; an empty file's is SHA-256 of nothing")
     func singleAndEmpty() throws {
-        let one = FileBuild(size: 11)
+        let one = FileBuild(size: 11, chunkIDIsFileHash: true)
         let index = one.appendChunk(offset: 0, hash: nil)
         #expect(one.readyHash == nil)
         one.setHash(a, at: index)
@@ -34,5 +34,16 @@ struct FileBuildTests {
 
         let empty = FileBuild(size: 0)
         #expect(try empty.finalHash() == ContentHash.of([UInt8]()))
+    }
+
+    @Test("format 2: a single-chunk file waits for the file hasher too (its chunk id is not the hash of its bytes)")
+    func singleChunkFormatTwo() throws {
+        let one = FileBuild(size: 11)
+        let index = one.appendChunk(offset: 0, hash: nil)
+        one.setHash(a, at: index)
+        #expect(one.readyHash == nil)
+        #expect(throws: RepositoryError.self) { try one.finalHash() }
+        one.streamedHash = b
+        #expect(one.readyHash == b)
     }
 }

@@ -2,16 +2,25 @@ import AssetTestSupport
 import AssetStore
 import Testing
 
-private func encode(_ plain: [UInt8]) -> ChunkRecord.Encoded {
-    plain.withUnsafeBytes { ChunkRecord.encode($0, id: ContentHash.of($0), compressor: ZstdCompressor()) }
-}
-
-private func decode(_ record: [UInt8], _ encoded: ChunkRecord.Encoded) throws -> [UInt8] {
-    try record.withUnsafeBytes {
-        try ChunkRecord.decode($0, id: encoded.id, rawLength: encoded.rawLength, tableHash: encoded.tableHash,
-                               decompressor: ZstdDecompressor())
+private func encode(_ plain: [UInt8], _ identity: ChunkIdentity = .plainBytes) -> ChunkRecord.Encoded {
+    plain.withUnsafeBytes {
+        let (id, blockHashes) = ChunkRecord.identify($0, as: identity)
+        return ChunkRecord.encode($0, id: id, blockHashes: blockHashes, compressor: ZstdCompressor())
     }
 }
+
+private func decode(_ record: [UInt8], _ encoded: ChunkRecord.Encoded, _ identity: ChunkIdentity = .plainBytes) throws -> [UInt8] {
+    try record.withUnsafeBytes {
+        try ChunkRecord.decode($0, id: encoded.id, rawLength: encoded.rawLength, tableHash: encoded.tableHash,
+                               identity: identity, decompressor: ZstdDecompressor())
+    }
+}
+
+extension ChunkIdentity: CustomTestStringConvertible {
+    public var testDescription: String { "format \(storeFormat)" }
+}
+
+private let identities: [ChunkIdentity] = [.plainBytes, .blockHashes]
 
 private func table(_ encoded: ChunkRecord.Encoded) throws -> [ChunkRecord.Block] {
     try encoded.bytes.withUnsafeBytes {
@@ -42,16 +51,33 @@ enum Sample: String, CaseIterable, Sendable, CustomTestStringConvertible {
 
 @Suite("ChunkRecord")
 struct ChunkRecordTests {
-    @Test("encode/decode round trip", arguments: Sample.allCases)
-    func roundTrip(sample: Sample) throws {
+    @Test("encode/decode round trip", arguments: Sample.allCases, identities)
+    func roundTrip(sample: Sample, identity: ChunkIdentity) throws {
         let plain = sample.bytes
-        let encoded = encode(plain)
-        #expect(encoded.id == ContentHash.of(plain))
+        let encoded = encode(plain, identity)
+        switch identity {
+        case .plainBytes: #expect(encoded.id == ContentHash.of(plain))
+        case .blockHashes:
+            // Format 2: the hash of the domain, the length and the block hashes, computed here independently.
+            var input = Array("assetfs-chunk-v2\n".utf8)
+            withUnsafeBytes(of: UInt64(plain.count).littleEndian) { input += $0 }
+            for start in stride(from: 0, to: max(plain.count, 1), by: ChunkRecord.blockSize) {
+                input += ContentHash.of(Array(plain[start..<min(plain.count, start + ChunkRecord.blockSize)])).bytes
+            }
+            #expect(encoded.id == ContentHash.of(input))
+            #expect(encoded.id != ContentHash.of(plain))
+            // The record differs from format 1's only in the id in its header (bytes 16..<48).
+            let formatOne = encode(plain).bytes
+            #expect(encoded.bytes.prefix(16) == formatOne.prefix(16) && encoded.bytes.dropFirst(48) == formatOne.dropFirst(48))
+        }
         #expect(encoded.rawLength == plain.count)
         #expect(encoded.bytes.count >= ChunkRecord.prefixLength(rawLength: plain.count))
         #expect(encoded.tableHash == ContentHash.of(Array(encoded.bytes[0..<ChunkRecord.prefixLength(rawLength: plain.count)])))
-        let decoded = try decode(encoded.bytes, encoded)
+        let decoded = try decode(encoded.bytes, encoded, identity)
         #expect(decoded == plain)
+        // A record is only proven under its own store's identity: the other format's check refuses it.
+        let other: ChunkIdentity = identity == .plainBytes ? .blockHashes : .plainBytes
+        #expect(throws: StoreError.self) { try decode(encoded.bytes, encoded, other) }
 
         // The block table describes exactly the plain bytes, block by block.
         let blocks = try table(encoded)
@@ -91,10 +117,10 @@ struct ChunkRecordTests {
     }
 
     @Test("a flipped byte anywhere in the record is detected, never returned as data",
-          arguments: [Sample.text, Sample.random, Sample.textThenRandom, Sample.oneByte])
-    func flippedByteIsDetected(sample: Sample) throws {
+          arguments: [Sample.text, Sample.random, Sample.textThenRandom, Sample.oneByte], identities)
+    func flippedByteIsDetected(sample: Sample, identity: ChunkIdentity) throws {
         let plain = sample.bytes
-        let encoded = encode(plain)
+        let encoded = encode(plain, identity)
         let prefix = ChunkRecord.prefixLength(rawLength: plain.count)
         let blocks = try table(encoded)
         // Every byte of the header and block table, and a spread of payload bytes in every block.
@@ -109,7 +135,7 @@ struct ChunkRecordTests {
             var damaged = encoded.bytes
             damaged[position] ^= 0x41
             do {
-                let out = try decode(damaged, encoded)
+                let out = try decode(damaged, encoded, identity)
                 // Not detected: acceptable only if the bytes are still exactly right (a zstd frame bit that does not matter).
                 #expect(out == plain, "byte \(position) flipped: decode returned wrong bytes")
                 let block = blocks.first { position >= $0.storedOffset && position < $0.storedOffset + $0.storedLength }
@@ -122,24 +148,24 @@ struct ChunkRecordTests {
         #expect(detected * 10 >= positions.count * 9, "only \(detected) of \(positions.count) flips detected")
 
         // Truncation, a wrong table hash, a wrong id and a wrong length are refused too.
-        #expect(throws: StoreError.self) { try decode(Array(encoded.bytes.dropLast()), encoded) }
-        #expect(throws: StoreError.self) { try decode(encoded.bytes + [0], encoded) }
+        #expect(throws: StoreError.self) { try decode(Array(encoded.bytes.dropLast()), encoded, identity) }
+        #expect(throws: StoreError.self) { try decode(encoded.bytes + [0], encoded, identity) }
         #expect(throws: StoreError.self) {
             try encoded.bytes.withUnsafeBytes {
                 try ChunkRecord.decode($0, id: encoded.id, rawLength: encoded.rawLength,
-                                       tableHash: ContentHash.of([1, 2, 3]), decompressor: ZstdDecompressor())
+                                       tableHash: ContentHash.of([1, 2, 3]), identity: identity, decompressor: ZstdDecompressor())
             }
         }
         #expect(throws: StoreError.self) {
             try encoded.bytes.withUnsafeBytes {
                 try ChunkRecord.decode($0, id: ContentHash.of([9]), rawLength: encoded.rawLength,
-                                       tableHash: encoded.tableHash, decompressor: ZstdDecompressor())
+                                       tableHash: encoded.tableHash, identity: identity, decompressor: ZstdDecompressor())
             }
         }
         #expect(throws: StoreError.self) {
             try encoded.bytes.withUnsafeBytes {
                 try ChunkRecord.decode($0, id: encoded.id, rawLength: encoded.rawLength + 1,
-                                       tableHash: encoded.tableHash, decompressor: ZstdDecompressor())
+                                       tableHash: encoded.tableHash, identity: identity, decompressor: ZstdDecompressor())
             }
         }
     }
@@ -154,13 +180,14 @@ struct ChunkRecordTests {
     }
 
     @Test("an all-raw record's payload is its plain bytes, verified in place; a flipped payload byte is refused",
-          arguments: Sample.allCases)
-    func rawPayload(sample: Sample) throws {
+          arguments: Sample.allCases, identities)
+    func rawPayload(sample: Sample, identity: ChunkIdentity) throws {
         let plain = sample.bytes
-        let encoded = encode(plain)
+        let encoded = encode(plain, identity)
         func payload(_ record: [UInt8]) throws -> Range<Int>? {
             try record.withUnsafeBytes {
-                try ChunkRecord.rawPayload($0, id: encoded.id, rawLength: encoded.rawLength, tableHash: encoded.tableHash)
+                try ChunkRecord.rawPayload($0, id: encoded.id, rawLength: encoded.rawLength, tableHash: encoded.tableHash,
+                                           identity: identity)
             }
         }
         let allRaw = try table(encoded).allSatisfy { $0.codec == .raw }

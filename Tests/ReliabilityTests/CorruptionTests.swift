@@ -29,13 +29,14 @@ struct KnownStore {
 
     func packPath(_ store: String, _ id: ContentHash) -> String { LocalPackStorage(root: store).path(of: id) }
 
-    /// The chunk ids of `bytes` as the importer cuts them (default chunker parameters).
+    /// The chunk ids of `bytes` as the importer cuts and names them (default chunker parameters; stores are
+    /// created in format 2, whose ids are made from block hashes).
     static func chunkIDs(_ bytes: [UInt8]) -> [ContentHash] {
         bytes.withUnsafeBytes { raw -> [ContentHash] in
             var out: [ContentHash] = []
             var start = 0
             for length in Chunker().chunkLengths(raw) {
-                out.append(ContentHash.of(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])))
+                out.append(ChunkRecord.identify(UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)]), as: .blockHashes).id)
                 start += length
             }
             return out

@@ -9,7 +9,11 @@ import Glibc
 /// Every plain byte stored in a store's packs: each chunk of each pack decoded through its footer index.
 func decodedStoreBytes(_ store: String) throws -> [[UInt8]] {
     let storage = LocalPackStorage(root: store)
-    let reader = ChunkReader(storage: storage)
+    let marker = try JSONSerialization.jsonObject(with: Data(readAll(store + "/assetfs-store.json"))) as? [String: Any]
+    guard let format = marker?["version"] as? Int, let identity = ChunkIdentity(storeFormat: format) else {
+        throw TestFailure("\(store)/assetfs-store.json names no known format: \(String(describing: marker))")
+    }
+    let reader = ChunkReader(storage: storage, identity: identity)
     var out: [[UInt8]] = []
     for id in try storage.list().map(\.id) {
         for loc in try PackIndexReader.read(id, from: storage) { out.append(try reader.read(loc)) }
