@@ -55,6 +55,9 @@ public final class ChunkCache: @unchecked Sendable {
     /// At most this many bytes are fetched ahead and not yet read (a quarter of the capacity): with many
     /// readers at once, read-ahead waits rather than evicting what another reader is about to read.
     public var prefetchLimit: Int { capacity / 4 }
+    /// Block tables are small (about 700 bytes for a 512 KiB chunk) and each saves a read on every random read of
+    /// its chunk: up to an eighth of the cache is kept for them however many blocks pass through.
+    public var tableBudget: Int { capacity / 8 }
     private let lock = Lock()
     // Protected by `lock`: the map, the recency list (newest at `head`), the total cost, loads in flight.
     private var slots: [Key: Slot] = [:]
@@ -64,6 +67,8 @@ public final class ChunkCache: @unchecked Sendable {
     private var loading: [Key: Pending] = [:]
     private(set) var hits = 0
     private(set) var misses = 0
+    /// Block tables held: up to `tableBudget` of them outlive the LRU order (see `insert`).
+    private var tableBytes = 0
     /// Bytes of prefetches queued, loading, or loaded and not yet read.
     private var prefetchBytes = 0
     /// Prefetched chunks evicted before any reader asked for them (read-ahead that was wasted).
@@ -198,16 +203,28 @@ public final class ChunkCache: @unchecked Sendable {
         if let old = slots[key] {
             unlink(old)
             used -= old.value.cost
+            if case .table = old.value { tableBytes -= old.value.cost }
             noteRead(old)
         }
         let slot = Slot(key: key, value: value)
         slots[key] = slot
         linkAtHead(slot)
         used += value.cost
+        if case .table = value { tableBytes += value.cost }
+        var spared = 0
         while used > capacity, let victim = tail, victim !== slot {
+            // A table within the tables' budget gets a second turn at the head instead of going (at most one
+            // turn per slot per insert, so this ends).
+            if case .table = victim.value, tableBytes <= tableBudget, spared < slots.count {
+                spared += 1
+                unlink(victim)
+                linkAtHead(victim)
+                continue
+            }
             unlink(victim)
             slots.removeValue(forKey: victim.key)
             used -= victim.value.cost
+            if case .table = victim.value { tableBytes -= victim.value.cost }
             if victim.unreadPrefetch > 0 {
                 prefetchWasted += 1
                 noteRead(victim)

@@ -69,8 +69,8 @@ struct MetricsTests {
         #expect(delta("assetfs_fuse_request_duration_seconds_count", ["operation": "open"]) == 1)
         #expect(delta("assetfs_version_file_opens_total", ["asset": "data", "version": "v1"]) == 1)
         #expect(delta("assetfs_memory_cache_misses_total") >= 1)
-        // --cache-size (32 MiB by default for a local store; 256 MiB less the 32 MiB of pack segments on a shared one).
-        #expect(total(after, "assetfs_memory_cache_limit_bytes") == Double((backend == .shared ? 224 : 32) << 20))
+        // --cache-size (24 MiB by default for a local store; 256 MiB less the 32 MiB of pack segments on a shared one).
+        #expect(total(after, "assetfs_memory_cache_limit_bytes") == Double((backend == .shared ? 224 : 24) << 20))
         if backend == .shared {
             #expect(delta("assetfs_object_store_requests_total", ["method": "GET", "status": "206"]) >= 1, "a cold read fetches ranges")
             #expect(delta("assetfs_object_store_received_bytes_total") >= Double(big.bytes.count) / 2, "big.bin is random: it compresses little")

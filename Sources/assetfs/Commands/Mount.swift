@@ -26,7 +26,7 @@ struct Mount: ParsableCommand {
         without asking the daemon, so many small files read faster).
         """)
     var options: [String] = []
-    @Option(help: "Memory for chunks read, e.g. 64M, 1G (default: 32M for a local store, 256M for a shared one, of which 32M holds pack ranges being fetched; shared stores also keep a disk cache: --disk-cache-size).") var cacheSize: String?
+    @Option(help: "Memory for chunks read, e.g. 64M, 1G (default: 24M for a local store, 256M for a shared one, of which 32M holds pack ranges being fetched; shared stores also keep a disk cache: --disk-cache-size).") var cacheSize: String?
     @Option(help: """
         Serve metrics in the Prometheus text format at http://ADDRESS/metrics: PORT (loopback), IPv4:PORT or \
         [IPv6]:PORT, e.g. 127.0.0.1:9108. Without it they are only on a local socket, for `assetfs stats --mount`; \
@@ -79,11 +79,6 @@ struct Mount: ParsableCommand {
         // beyond the cache. One arena keeps the daemon within --cache-size plus a small constant; the
         // allocations here are few and large, so the shared arena's lock costs little.
         _ = mallopt(-8 /* M_ARENA_MAX */, 1)
-        // Chunk buffers (up to 4 MiB, plus a record) come and go at the pace of reads. Above glibc's mmap
-        // threshold each would be mapped, faulted in page by page, zeroed by the kernel and unmapped again:
-        // 6% of the daemon's time on a cold read. Kept on the heap and not trimmed, freed buffers are reused.
-        _ = mallopt(-3 /* M_MMAP_THRESHOLD */, 16 << 20)
-        _ = mallopt(-1 /* M_TRIM_THRESHOLD */, 64 << 20)
         var logger: Logger
         if syslog {
             // Background daemon: each event goes to syslog/journal and to the log file (its stderr), which
