@@ -56,6 +56,9 @@ struct StoreFormatTests {
             #expect(expected[1]?.count == 3 && expected[2]?.count == 3 && expected[1] != expected[2])
 
             try assetfsOK(["verify"], store: store)
+            let stats = try json(try assetfsOK(["stats", "--json"], store: store)) as? [String: Any]
+            #expect(stats?["format"] as? Int == 1, "\(String(describing: stats))")
+            #expect(try assetfsOK(["stats"], store: store).stdout.contains("format:          1 (chunk ids hash the chunk's bytes)"))
             for (ref, version) in [("data@v1", 1), ("data@gold", 1), ("data@v2", 2), ("data", 2)] {
                 let out = dir + "/export-\(ref.replacingOccurrences(of: "@", with: "-"))"
                 try assetfsOK(["export", ref, out], store: store)
@@ -94,6 +97,8 @@ struct StoreFormatTests {
         try withTemporaryDirectory("format2") { dir in
             let store = try initStore(dir)
             #expect(try storeVersion(store) == 2)
+            let stats = try json(try assetfsOK(["stats", "--json"], store: store)) as? [String: Any]
+            #expect(stats?["format"] as? Int == 2, "\(String(describing: stats))")
             let src = dir + "/src"
             let random = randomBytes(1_500_000, seed: 78)
             try writeFile(src + "/random.bin", random)

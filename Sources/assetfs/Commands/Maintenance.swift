@@ -56,15 +56,20 @@ struct Stats: ParsableCommand {
         let chunks: Int
         let chunkRawBytes: UInt64
         let packs: Int
+        /// The store's format version (Documentation/Format.md): 1 or 2.
+        let format: Int
     }
 
     func run() throws {
         if let mount { return try MountStats.print(mountpoint: absolute(mount), json: output.json) }
-        let s = try store.open().catalog.statistics()
+        let repo = try store.open()
+        let s = try repo.catalog.statistics()
+        let format = repo.config.version
         let ratio = s.packBytes > 0 ? Double(s.logicalBytes) / Double(s.packBytes) : 0
         if output.json {
             try printJSON(StatsJSON(assets: s.assets, versions: s.versions, logicalBytes: s.logicalBytes, storedBytes: s.packBytes,
-                                    dedupRatio: ratio, chunks: s.chunks, chunkRawBytes: s.chunkRawBytes, packs: s.packs))
+                                    dedupRatio: ratio, chunks: s.chunks, chunkRawBytes: s.chunkRawBytes, packs: s.packs,
+                                    format: format))
             return
         }
         print("""
@@ -74,6 +79,7 @@ struct Stats: ParsableCommand {
             unique content:  \(Format.bytes(s.chunkRawBytes)) in \(s.chunks) chunks
             stored bytes:    \(Format.bytes(s.packBytes)) in \(s.packs) packs
             ratio:           \(String(format: "%.2f", ratio))x (logical / stored)
+            format:          \(format) (\(format == 1 ? "chunk ids hash the chunk's bytes" : "chunk ids hash the chunk's block hashes"))
             """)
     }
 }
