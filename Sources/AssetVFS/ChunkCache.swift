@@ -77,6 +77,7 @@ public final class ChunkCache: @unchecked Sendable {
     public init(capacity: Int) {
         self.capacity = capacity
         VFSMetrics.memoryLimit.record(capacity)
+        VFSMetrics.prefetchWasted.increment(by: 0)  // Exported from the start, as 0.
     }
 
     public var usedBytes: Int { lock.withLock { used } }
@@ -125,12 +126,14 @@ public final class ChunkCache: @unchecked Sendable {
         case .mine(let pending):
             VFSMetrics.memoryMisses.increment()
             let result = Result { try load() }
-            let bytes: Int = lock.withLock {
+            let (bytes, wasted): (Int, Int) = lock.withLock {
                 loading.removeValue(forKey: key)
+                let before = prefetchWasted
                 if case .success(let v) = result { insert(key, v) }
-                return used
+                return (used, prefetchWasted - before)
             }
             VFSMetrics.memoryBytes.record(bytes)
+            if wasted > 0 { VFSMetrics.prefetchWasted.increment(by: wasted) }
             pending.result = result
             pending.done.signal()
             return try result.get()
@@ -162,16 +165,18 @@ public final class ChunkCache: @unchecked Sendable {
         }
         guard let pending = mine else { return cancelPrefetch(reserved) }
         let result = Result { try load() }
-        let bytes: Int = lock.withLock {
+        let (bytes, wasted): (Int, Int) = lock.withLock {
             loading.removeValue(forKey: key)
+            let before = prefetchWasted
             if case .success(let v) = result {
                 insert(key, v).unreadPrefetch = reserved
             } else {
                 prefetchBytes -= reserved
             }
-            return used
+            return (used, prefetchWasted - before)
         }
         VFSMetrics.memoryBytes.record(bytes)
+        if wasted > 0 { VFSMetrics.prefetchWasted.increment(by: wasted) }
         pending.result = result
         pending.done.signal()
     }

@@ -8,6 +8,9 @@ enum VFSMetrics {
     static let memoryMisses = Counter(label: "assetfs_memory_cache_misses_total")
     static let memoryBytes = Gauge(label: "assetfs_memory_cache_bytes")
     static let memoryLimit = Gauge(label: "assetfs_memory_cache_limit_bytes")
+    /// Chunks fetched ahead and evicted before any reader asked for them: read-ahead the cache had no room
+    /// to keep (a steady rise says --cache-size is too small for the readers at once).
+    static let prefetchWasted = Counter(label: "assetfs_memory_cache_prefetch_wasted_total")
     /// Workspaces this mount has opened for writing.
     static let workspacesOpen = Gauge(label: "assetfs_workspaces_open")
 

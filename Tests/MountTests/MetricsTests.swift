@@ -69,6 +69,9 @@ struct MetricsTests {
         #expect(delta("assetfs_fuse_request_duration_seconds_count", ["operation": "open"]) == 1)
         #expect(delta("assetfs_version_file_opens_total", ["asset": "data", "version": "v1"]) == 1)
         #expect(delta("assetfs_memory_cache_misses_total") >= 1)
+        // Exported from the start; one reader of one file never has its read-ahead evicted.
+        #expect(after.contains { $0.name == "assetfs_memory_cache_prefetch_wasted_total" }, "prefetch_wasted_total is not exported")
+        #expect(delta("assetfs_memory_cache_prefetch_wasted_total") == 0)
         // --cache-size (24 MiB by default for a local store; 256 MiB less the 32 MiB of pack segments on a shared one).
         #expect(total(after, "assetfs_memory_cache_limit_bytes") == Double((backend == .shared ? 224 : 24) << 20))
         if backend == .shared {
