@@ -40,6 +40,8 @@ public final class ChunkCache: @unchecked Sendable {
         var older: Slot?
         /// Bytes still counted in `prefetchBytes`: loaded by a prefetch and not yet asked for by a reader.
         var unreadPrefetch = 0
+        /// `insertedBytes` when the prefetch put it here.
+        var prefetchedAt = 0
         init(key: Key, value: Value) {
             self.key = key
             self.value = value
@@ -71,6 +73,12 @@ public final class ChunkCache: @unchecked Sendable {
     private var tableBytes = 0
     /// Bytes of prefetches queued, loading, or loaded and not yet read.
     private var prefetchBytes = 0
+    /// Bytes inserted since the cache was made: a prefetched value older than a cache's worth of inserts is
+    /// stale (see `reclaimStalePrefetches`).
+    private var insertedBytes = 0
+    /// Prefetched values in the order they arrived (some since read or evicted), from `unreadHead` on.
+    private var unreadOrder: [Key] = []
+    private var unreadHead = 0
     /// Prefetched chunks evicted before any reader asked for them (read-ahead that was wasted).
     private(set) var prefetchWasted = 0
 
@@ -144,9 +152,34 @@ public final class ChunkCache: @unchecked Sendable {
     /// yet read would pass `limit`. A successful reservation must end in `prefetch` or `cancelPrefetch`.
     public func reservePrefetch(_ bytes: Int, limit: Int) -> Bool {
         lock.withLock {
+            if prefetchBytes + bytes > limit { reclaimStalePrefetches() }
             guard prefetchBytes + bytes <= limit else { return false }
             prefetchBytes += bytes
             return true
+        }
+    }
+
+    /// Gives back the reservations of prefetched values that no reader asked for while a whole cache's worth of
+    /// other values came in (a reader that stopped early, a directory walk that looked files up without reading
+    /// them): counted as wasted and moved to the cold end. Without this, chunks that sequential readers finish
+    /// (sent to the cold end first) would keep such values out of eviction, and their reservations would hold
+    /// the read-ahead budget for good. Called under `lock`.
+    private func reclaimStalePrefetches() {
+        while unreadHead < unreadOrder.count {
+            let key = unreadOrder[unreadHead]
+            guard let slot = slots[key], slot.unreadPrefetch > 0 else {
+                unreadHead += 1  // Read or evicted since: nothing to give back.
+                continue
+            }
+            guard insertedBytes - slot.prefetchedAt > capacity else { break }
+            unreadHead += 1
+            prefetchWasted += 1
+            noteRead(slot)
+            moveToTail(slot)
+        }
+        if unreadHead >= 1024 {
+            unreadOrder.removeFirst(unreadHead)
+            unreadHead = 0
         }
     }
 
@@ -169,7 +202,10 @@ public final class ChunkCache: @unchecked Sendable {
             loading.removeValue(forKey: key)
             let before = prefetchWasted
             if case .success(let v) = result {
-                insert(key, v).unreadPrefetch = reserved
+                let slot = insert(key, v)
+                slot.unreadPrefetch = reserved
+                slot.prefetchedAt = insertedBytes
+                unreadOrder.append(key)
             } else {
                 prefetchBytes -= reserved
             }
@@ -185,13 +221,18 @@ public final class ChunkCache: @unchecked Sendable {
     /// cold end, first to be evicted.
     public func consumed(_ key: Key) {
         lock.withLock {
-            guard let slot = slots[key], tail !== slot else { return }
-            unlink(slot)
-            slot.newer = tail
-            tail?.older = slot
-            tail = slot
-            if head == nil { head = slot }
+            guard let slot = slots[key] else { return }
+            moveToTail(slot)
         }
+    }
+
+    private func moveToTail(_ slot: Slot) {
+        guard tail !== slot else { return }
+        unlink(slot)
+        slot.newer = tail
+        tail?.older = slot
+        tail = slot
+        if head == nil { head = slot }
     }
 
     /// Bytes fetched ahead and not yet read, and prefetched chunks evicted unread (for tests and the stats).
@@ -215,6 +256,7 @@ public final class ChunkCache: @unchecked Sendable {
         slots[key] = slot
         linkAtHead(slot)
         used += value.cost
+        insertedBytes += value.cost
         if case .table = value { tableBytes += value.cost }
         var spared = 0
         while used > capacity, let victim = tail, victim !== slot {

@@ -29,6 +29,25 @@ struct ChunkCacheTests {
         #expect(cache.prefetchFigures.pending == 0)
     }
 
+    @Test("read-ahead nobody reads gives its budget back once a cache's worth of other chunks came in, though sequential readers' finished chunks are evicted before it")
+    func stalePrefetchIsReclaimed() throws {
+        let cache = ChunkCache(capacity: 10 * (100 + 64))
+        #expect(cache.reservePrefetch(100, limit: 150))
+        cache.prefetch(key(1), reserved: 100) { bytes(100) }  // a reader that stopped early never asks for it
+        // Sequential readers go through 30 chunks, each sent to the cold end when finished: key(1) is never the
+        // one evicted, so only its age can free its reservation.
+        for n in 10..<40 {
+            _ = try cache.value(key(n)) { bytes(100) }
+            cache.consumed(key(n))
+        }
+        #expect(cache.prefetchFigures == (pending: 100, wasted: 0))
+        #expect(cache.reservePrefetch(100, limit: 150), "the stale reservation should have been given back")
+        #expect(cache.prefetchFigures == (pending: 100, wasted: 1))
+        // A fresh prefetch is not reclaimed: it has not aged a cache's worth yet.
+        cache.prefetch(key(2), reserved: 100) { bytes(100) }
+        #expect(!cache.reservePrefetch(100, limit: 150))
+    }
+
     @Test("a chunk read to its end goes first when room is needed; the others stay in LRU order")
     func consumedGoesFirst() throws {
         let cache = ChunkCache(capacity: 3 * (100 + 64))
