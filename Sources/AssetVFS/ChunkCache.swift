@@ -79,6 +79,13 @@ public final class ChunkCache: @unchecked Sendable {
     /// Prefetched values in the order they arrived (some since read or evicted), from `unreadHead` on.
     private var unreadOrder: [Key] = []
     private var unreadHead = 0
+    /// When `unreadOrder` holds more entries than this it is cleared of those read or evicted since (twice the
+    /// entries still unread after the last clearing, at least 1,024): a mount whose read-ahead never runs out
+    /// of budget never calls `reclaimStalePrefetches`, and its list must not grow with every chunk it reads.
+    private var unreadOrderLimit = 1024
+
+    /// Entries in the read-ahead order list (for tests: it stays bounded).
+    var unreadOrderCount: Int { lock.withLock { unreadOrder.count - unreadHead } }
     /// Prefetched chunks evicted before any reader asked for them (read-ahead that was wasted).
     private(set) var prefetchWasted = 0
 
@@ -206,6 +213,11 @@ public final class ChunkCache: @unchecked Sendable {
                 slot.unreadPrefetch = reserved
                 slot.prefetchedAt = insertedBytes
                 unreadOrder.append(key)
+                if unreadOrder.count - unreadHead > unreadOrderLimit {
+                    unreadOrder = unreadOrder[unreadHead...].filter { (slots[$0]?.unreadPrefetch ?? 0) > 0 }
+                    unreadHead = 0
+                    unreadOrderLimit = max(1024, 2 * unreadOrder.count)
+                }
             } else {
                 prefetchBytes -= reserved
             }

@@ -48,6 +48,18 @@ struct ChunkCacheTests {
         #expect(!cache.reservePrefetch(100, limit: 150))
     }
 
+    @Test("the list of read-ahead in arrival order stays bounded on a mount whose read-ahead never runs out of budget")
+    func readAheadOrderStaysBounded() throws {
+        let cache = ChunkCache(capacity: 1 << 20)
+        for n in 0..<20_000 {
+            #expect(cache.reservePrefetch(100, limit: 1 << 19))
+            cache.prefetch(key(n), reserved: 100) { bytes(100) }
+            _ = try cache.value(key(n)) { bytes(100) }  // read at once: nothing stale, no reclaim ever runs
+        }
+        #expect(cache.prefetchFigures == (pending: 0, wasted: 0))
+        #expect(cache.unreadOrderCount <= 1025, "\(cache.unreadOrderCount) entries kept for 20,000 read-ahead chunks all read")
+    }
+
     @Test("a chunk read to its end goes first when room is needed; the others stay in LRU order")
     func consumedGoesFirst() throws {
         let cache = ChunkCache(capacity: 3 * (100 + 64))
