@@ -232,14 +232,23 @@ public enum ChunkRecord {
             }
         case .blockHashes:
             for block in blocks {
-                let bytes = UnsafeRawBufferPointer(rebasing: plain[block.rawOffset..<(block.rawOffset + block.rawLength)])
-                guard ContentHash.of(bytes) == block.hash else {
-                    throw StoreError.corrupt("chunk \(id.short): block at \(block.rawOffset) does not match its SHA-256")
-                }
+                try verifyBlock(UnsafeRawBufferPointer(rebasing: plain[block.rawOffset..<(block.rawOffset + block.rawLength)]), block, of: id)
             }
-            guard ChunkIdentity.chunkID(rawLength: plain.count, blockHashes: blocks.map(\.hash)) == id else {
-                throw StoreError.corrupt("chunk \(id.short): block hashes do not make its id")
-            }
+            try verifyBlockTableMakes(id, rawLength: plain.count, blocks: blocks)
+        }
+    }
+
+    /// One block's plain bytes against its hash in the table.
+    static func verifyBlock(_ bytes: UnsafeRawBufferPointer, _ block: Block, of id: ContentHash) throws {
+        guard ContentHash.of(bytes) == block.hash else {
+            throw StoreError.corrupt("chunk \(id.short): block at \(block.rawOffset) does not match its SHA-256")
+        }
+    }
+
+    /// Format 2: the table's block hashes (and the raw length) must make the chunk id.
+    static func verifyBlockTableMakes(_ id: ContentHash, rawLength: Int, blocks: [Block]) throws {
+        guard ChunkIdentity.chunkID(rawLength: rawLength, blockHashes: blocks.map(\.hash)) == id else {
+            throw StoreError.corrupt("chunk \(id.short): block hashes do not make its id")
         }
     }
 
@@ -258,18 +267,13 @@ public enum ChunkRecord {
                     throw StoreError.corrupt("chunk \(id.short): block at \(block.rawOffset) does not decode")
                 }
                 // Format 2: each block is checked while it is still in the CPU's cache.
-                if identity == .blockHashes && ContentHash.of(UnsafeRawBufferPointer(target)) != block.hash {
-                    throw StoreError.corrupt("chunk \(id.short): block at \(block.rawOffset) does not match its SHA-256")
-                }
+                if identity == .blockHashes { try verifyBlock(UnsafeRawBufferPointer(target), block, of: id) }
             }
             return rawLength
         }
         switch identity {
         case .plainBytes: try out.withUnsafeBytes { try verify($0, id: id, blocks: blocks, identity: identity) }
-        case .blockHashes:
-            guard ChunkIdentity.chunkID(rawLength: rawLength, blockHashes: blocks.map(\.hash)) == id else {
-                throw StoreError.corrupt("chunk \(id.short): block hashes do not make its id")
-            }
+        case .blockHashes: try verifyBlockTableMakes(id, rawLength: rawLength, blocks: blocks)
         }
         return out
     }

@@ -171,11 +171,15 @@ extension AssetFileSystem {
             if cache.contains(.chunk(location.id)) { continue }
             let limit = i == index + 1 ? cache.capacity / 2 : cache.prefetchLimit
             guard cache.reservePrefetch(location.rawLength, limit: limit) else { return }
-            fetchPool.run { [self] in
-                cache.prefetch(.chunk(location.id), reserved: location.rawLength) {
-                    .bytes(try repo.reader.readSlice(location, inOrder: true))
-                }
-            }
+            fetchPool.run { [self] in fetchReserved(location) }
+        }
+    }
+
+    /// Loads a whole chunk into the cache ahead of its reader, on a reservation of its raw length already made
+    /// with `cache.reservePrefetch` (read-ahead within a file, and across the files of a directory).
+    func fetchReserved(_ location: ChunkLocation) {
+        cache.prefetch(.chunk(location.id), reserved: location.rawLength) {
+            .bytes(try repo.reader.readSlice(location, inOrder: true))
         }
     }
 }

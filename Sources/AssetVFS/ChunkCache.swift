@@ -141,18 +141,33 @@ public final class ChunkCache: @unchecked Sendable {
         case .mine(let pending):
             VFSMetrics.memoryMisses.increment()
             let result = Result { try load() }
-            let (bytes, wasted): (Int, Int) = lock.withLock {
-                loading.removeValue(forKey: key)
-                let before = prefetchWasted
-                if case .success(let v) = result { insert(key, v) }
-                return (used, prefetchWasted - before)
-            }
-            VFSMetrics.memoryBytes.record(bytes)
-            if wasted > 0 { VFSMetrics.prefetchWasted.increment(by: wasted) }
-            pending.result = result
-            pending.done.signal()
+            finish(key, result, pending, prefetched: nil)
             return try result.get()
         }
+    }
+
+    /// Ends a load this caller registered in `loading`: keeps a value (as an unread prefetch holding `prefetched`
+    /// bytes of read-ahead, or as read), gives back the reservation of a failed prefetch, and wakes the waiters.
+    private func finish(_ key: Key, _ result: Result<Value, Error>, _ pending: Pending, prefetched reserved: Int?) {
+        let (bytes, wasted): (Int, Int) = lock.withLock {
+            loading.removeValue(forKey: key)
+            let before = prefetchWasted
+            switch (result, reserved) {
+            case (.success(let v), let reserved?):
+                let slot = insert(key, v)
+                slot.unreadPrefetch = reserved
+                slot.prefetchedAt = insertedBytes
+                noteUnread(key)
+            case (.success(let v), nil): insert(key, v)
+            case (.failure, let reserved?): prefetchBytes -= reserved
+            case (.failure, nil): break
+            }
+            return (used, prefetchWasted - before)
+        }
+        VFSMetrics.memoryBytes.record(bytes)
+        if wasted > 0 { VFSMetrics.prefetchWasted.increment(by: wasted) }
+        pending.result = result
+        pending.done.signal()
     }
 
     /// Reserves `bytes` of read-ahead: false (nothing reserved) when the bytes already fetched ahead and not
@@ -180,14 +195,26 @@ public final class ChunkCache: @unchecked Sendable {
             }
             guard insertedBytes - slot.prefetchedAt > capacity else { break }
             unreadHead += 1
-            prefetchWasted += 1
-            noteRead(slot)
+            dropUnread(slot)
             moveToTail(slot)
         }
-        if unreadHead >= 1024 {
-            unreadOrder.removeFirst(unreadHead)
-            unreadHead = 0
-        }
+    }
+
+    /// Records a prefetched value in `unreadOrder`, which is cleared of entries read or evicted since whenever it
+    /// passes `unreadOrderLimit`. Called under `lock`.
+    private func noteUnread(_ key: Key) {
+        unreadOrder.append(key)
+        guard unreadOrder.count > unreadOrderLimit else { return }  // Entries before `unreadHead` count too.
+        unreadOrder = unreadOrder[unreadHead...].filter { (slots[$0]?.unreadPrefetch ?? 0) > 0 }
+        unreadHead = 0
+        unreadOrderLimit = max(1024, 2 * unreadOrder.count)
+    }
+
+    /// A prefetched value no reader asked for: counted as wasted, its reservation given back. Under `lock`.
+    private func dropUnread(_ slot: Slot) {
+        guard slot.unreadPrefetch > 0 else { return }
+        prefetchWasted += 1
+        noteRead(slot)
     }
 
     /// Gives back a reservation that was not used.
@@ -204,29 +231,7 @@ public final class ChunkCache: @unchecked Sendable {
             return pending
         }
         guard let pending = mine else { return cancelPrefetch(reserved) }
-        let result = Result { try load() }
-        let (bytes, wasted): (Int, Int) = lock.withLock {
-            loading.removeValue(forKey: key)
-            let before = prefetchWasted
-            if case .success(let v) = result {
-                let slot = insert(key, v)
-                slot.unreadPrefetch = reserved
-                slot.prefetchedAt = insertedBytes
-                unreadOrder.append(key)
-                if unreadOrder.count - unreadHead > unreadOrderLimit {
-                    unreadOrder = unreadOrder[unreadHead...].filter { (slots[$0]?.unreadPrefetch ?? 0) > 0 }
-                    unreadHead = 0
-                    unreadOrderLimit = max(1024, 2 * unreadOrder.count)
-                }
-            } else {
-                prefetchBytes -= reserved
-            }
-            return (used, prefetchWasted - before)
-        }
-        VFSMetrics.memoryBytes.record(bytes)
-        if wasted > 0 { VFSMetrics.prefetchWasted.increment(by: wasted) }
-        pending.result = result
-        pending.done.signal()
+        finish(key, Result { try load() }, pending, prefetched: reserved)
     }
 
     /// A reader has read `key` to its end and will not ask again (the kernel keeps the pages): it goes to the
@@ -284,10 +289,7 @@ public final class ChunkCache: @unchecked Sendable {
             slots.removeValue(forKey: victim.key)
             used -= victim.value.cost
             if case .table = victim.value { tableBytes -= victim.value.cost }
-            if victim.unreadPrefetch > 0 {
-                prefetchWasted += 1
-                noteRead(victim)
-            }
+            dropUnread(victim)
         }
         return slot
     }

@@ -51,9 +51,7 @@ final class DirectoryReadAhead: @unchecked Sendable {
                     guard let chunks = try? fs.chunkLists.value(fileID, make: { try fs.catalog.fileChunks(fileID) }),
                           let first = chunks.first, !fs.cache.contains(.chunk(first.location.id)),
                           fs.cache.reservePrefetch(first.location.rawLength, limit: fs.cache.prefetchLimit) else { return }
-                    fs.cache.prefetch(.chunk(first.location.id), reserved: first.location.rawLength) {
-                        .bytes(try fs.repo.reader.readSlice(first.location, inOrder: true))
-                    }
+                    fs.fetchReserved(first.location)
                 }
             }
         }
