@@ -5,6 +5,12 @@ import Glibc
 
 /// Helpers shared by the unit, catalog, repository and CLI test targets.
 
+/// The format version a local store's marker (`STORE/assetfs-store.json`) names, or nil if it names none.
+public func localStoreFormat(_ store: String) throws -> Int? {
+    let data = try Data(contentsOf: URL(fileURLWithPath: store + "/assetfs-store.json"))
+    return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["version"] as? Int
+}
+
 /// A small deterministic generator (a 64-bit LCG with an output mixer), so every test buffer is reproducible.
 public struct TestRandom: RandomNumberGenerator {
     private var state: UInt64

@@ -34,11 +34,6 @@ private func hashes(under root: String) throws -> [String: String] {
     return out
 }
 
-private func storeVersion(_ store: String) throws -> Int? {
-    let data = try Data(contentsOf: URL(fileURLWithPath: store + "/assetfs-store.json"))
-    return (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["version"] as? Int
-}
-
 @Suite("Store formats")
 struct StoreFormatTests {
     @Test("a store written in format 1 by an older build reads, verifies, takes new versions in format 1 and stays format 1")
@@ -48,7 +43,7 @@ struct StoreFormatTests {
             try FileManager.default.copyItem(atPath: fixtures + "/store-format1", toPath: store)
             // git keeps no empty directories: a store always has its scratch directory.
             try? FileManager.default.createDirectory(atPath: store + "/tmp", withIntermediateDirectories: true)
-            #expect(try storeVersion(store) == 1)
+            #expect(try localStoreFormat(store) == 1)
             let expected = [
                 1: sums(try String(contentsOfFile: fixtures + "/store-format1-v1.sha256", encoding: .utf8)),
                 2: sums(try String(contentsOfFile: fixtures + "/store-format1-v2.sha256", encoding: .utf8)),
@@ -81,7 +76,7 @@ struct StoreFormatTests {
             try writeFile(src + "/table.csv", table + Array("9000,item00001,0.1234,cat\n".utf8))
             let imported = try assetfsOK(["import", "data", src, "-m", "format 1, third (newer build)"], store: store)
             #expect(imported.stdout.contains("data v3"), "\(imported.stdout)")
-            #expect(try storeVersion(store) == 1, "a format-1 store must stay format 1")
+            #expect(try localStoreFormat(store) == 1, "a format-1 store must stay format 1")
             try assetfsOK(["verify"], store: store)
             let third = try hashes(under: src)
             let out3 = dir + "/export-v3"
@@ -103,7 +98,7 @@ struct StoreFormatTests {
     func newStoresAreFormatTwo() throws {
         try withTemporaryDirectory("format2") { dir in
             let store = try initStore(dir)
-            #expect(try storeVersion(store) == 2)
+            #expect(try localStoreFormat(store) == 2)
             let stats = try json(try assetfsOK(["stats", "--json"], store: store)) as? [String: Any]
             #expect(stats?["format"] as? Int == 2, "\(String(describing: stats))")
             let src = dir + "/src"

@@ -77,7 +77,7 @@ struct ConcurrentReadTests {
         let damagedAt = 7_000_000
         let needle = Data(victim[damagedAt..<(damagedAt + 64)])
         var damaged = false
-        for pack in try packPaths(f.store) {
+        for pack in try packFiles(f.store) {
             guard var bytes = FileManager.default.contents(atPath: pack), let found = bytes.range(of: needle) else { continue }
             bytes[found.lowerBound] ^= 0x5A
             try bytes.write(to: URL(fileURLWithPath: pack))
@@ -199,12 +199,5 @@ struct ConcurrentReadTests {
         #expect(samples >= 5, "too few RSS samples (\(samples)) to say anything")
         #expect(peak <= bound, "daemon VmRSS peaked at \(peak) KiB while 8 processes read 128 MB; bound \(bound) KiB (idle \(idle) KiB)")
         try f.unmount()
-    }
-
-    private func packPaths(_ store: String) throws -> [String] {
-        let packs = store + "/packs"
-        return try FileManager.default.contentsOfDirectory(atPath: packs).flatMap { dir in
-            try FileManager.default.contentsOfDirectory(atPath: packs + "/" + dir).filter { $0.hasSuffix(".pack") }.map { packs + "/" + dir + "/" + $0 }
-        }.sorted()
     }
 }

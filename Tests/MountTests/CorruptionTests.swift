@@ -89,15 +89,4 @@ struct CorruptionTests {
         #expect(log.contains(String(packName.prefix(12))), "mount.log should name the damaged pack \(packName); log:\n\(log.suffix(2000))")
         try f.unmount()
     }
-
-    private func packFiles(_ store: String) throws -> [String] {
-        let packs = store + "/packs"
-        var out: [String] = []
-        for dir in try FileManager.default.contentsOfDirectory(atPath: packs) {
-            for name in try FileManager.default.contentsOfDirectory(atPath: packs + "/" + dir) where name.hasSuffix(".pack") {
-                out.append(packs + "/" + dir + "/" + name)
-            }
-        }
-        return out.sorted()
-    }
 }

@@ -9,9 +9,9 @@ import Glibc
 /// Every plain byte stored in a store's packs: each chunk of each pack decoded through its footer index.
 func decodedStoreBytes(_ store: String) throws -> [[UInt8]] {
     let storage = LocalPackStorage(root: store)
-    let marker = try JSONSerialization.jsonObject(with: Data(readAll(store + "/assetfs-store.json"))) as? [String: Any]
-    guard let format = marker?["version"] as? Int, let identity = ChunkIdentity(storeFormat: format) else {
-        throw TestFailure("\(store)/assetfs-store.json names no known format: \(String(describing: marker))")
+    let format = try localStoreFormat(store)
+    guard let identity = format.flatMap(ChunkIdentity.init(storeFormat:)) else {
+        throw TestFailure("\(store)/assetfs-store.json names no known format: \(String(describing: format))")
     }
     let reader = ChunkReader(storage: storage, identity: identity)
     var out: [[UInt8]] = []

@@ -10,6 +10,18 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] { SplitMix64.bytes(count
 
 func sha256Hex(_ bytes: [UInt8]) -> String { ContentHash.of(bytes).hex }
 
+/// Every pack file of a local store, sorted by path.
+func packFiles(_ store: String) throws -> [String] {
+    let packs = store + "/packs"
+    var out: [String] = []
+    for dir in try FileManager.default.contentsOfDirectory(atPath: packs) {
+        for name in try FileManager.default.contentsOfDirectory(atPath: packs + "/" + dir) where name.hasSuffix(".pack") {
+            out.append(packs + "/" + dir + "/" + name)
+        }
+    }
+    return out.sorted()
+}
+
 /// What a version should contain, as written into the source tree.
 struct ExpectedFile {
     var bytes: [UInt8]
