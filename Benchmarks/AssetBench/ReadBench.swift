@@ -147,6 +147,15 @@ enum ReadBench {
         // The default mount with metrics not counted at all: what counting them costs.
         let assetfsNoMetrics = AssetfsMountTarget(name: "assetfs-nometrics", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-nometrics",
                                                   cacheSize: options.cacheSize, extra: ["--metrics", "off"], runner: runner)
+        // Lineage's cost (issue 17): the same mounts recording nothing, and -o ro with every open visible.
+        let lineageTargets: [any ReadTarget] = [
+            AssetfsMountTarget(name: "assetfs-nolineage", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-nolineage",
+                               cacheSize: options.cacheSize, extra: ["--no-lineage"], runner: runner),
+            AssetfsMountTarget(name: "assetfs-ro-nolineage", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-ro-nolineage",
+                               cacheSize: options.cacheSize, extra: ["-o", "ro", "--no-lineage"], runner: runner),
+            AssetfsMountTarget(name: "assetfs-ro-opens", binary: assetfs, store: store, mountpoint: mnt + "/assetfs-ro-opens",
+                               cacheSize: options.cacheSize, extra: ["-o", "ro", "--lineage-opens"], runner: runner),
+        ]
         var oldTargets: [any ReadTarget] = []
         if let baseline {
             oldTargets.append(AssetfsMountTarget(name: "assetfs-old", binary: baseline, store: work + "/store-old",
@@ -160,7 +169,7 @@ enum ReadBench {
             assetfsMount,
             assetfsReadOnly,
             assetfsNoMetrics,
-        ] + oldTargets + [
+        ] + lineageTargets + oldTargets + [
             PeerMountTarget(name: "borg", executable: borg, arguments: ["mount", "-f", "\(work)/borg::v\(version)", mnt + "/borg"],
                             mountpoint: mnt + "/borg", root: mnt + "/borg" + src, runner: runner),
             PeerMountTarget(name: "restic", executable: restic, arguments: ["mount", "--repo", work + "/restic", mnt + "/restic"],
@@ -260,6 +269,10 @@ enum ReadBench {
             progress("\(name): warm sequential \(fixed(r.warmSequential, 3)) s")
             // The same warm passes over the large files only: separates per-file costs from throughput.
             r.warmLargeSequential = try (0..<warmPasses).map { _ in try ReadMeasure.sequential(root: target.root, files: large) }.min()!
+            // And over the small files only: per-file costs (open, lookup, lineage's record of each open).
+            let small = files.filter { $0.size < largeFileBytes }
+            r.warmSmallSequential = try (0..<warmPasses).map { _ in try ReadMeasure.sequential(root: target.root, files: small) }.min()!
+            r.smallFiles = small.count
             // Read after the measurements: assetfs raises it shortly after the mount answers.
             r.readAheadKiB = readAhead(of: target)
             if let pid = target.daemonPID, let memory = ReadMeasure.memory(of: pid) {
@@ -352,7 +365,7 @@ struct TargetResult {
     var readAheadKiB: Int?
     var lsSeconds = 0.0, lsLines = 0
     var findSeconds = 0.0, findLines = 0
-    var warmSequential = 0.0, warmLargeSequential = 0.0
+    var warmSequential = 0.0, warmLargeSequential = 0.0, warmSmallSequential = 0.0, smallFiles = 0
     /// Every cold pass, one per fresh mount.
     var coldPasses: [Double] = []
     /// The best cold pass.

@@ -1,6 +1,7 @@
 /// The read benchmark's markdown: every figure per target, then the targets judged from those figures only.
 struct ReadReport {
-    static let order = ["native", "assetfs", "assetfs-ro", "assetfs-nometrics", "assetfs-old", "assetfs-old-ro", "borg", "restic"]
+    static let order = ["native", "assetfs", "assetfs-ro", "assetfs-nometrics", "assetfs-nolineage", "assetfs-ro-nolineage",
+                        "assetfs-ro-opens", "assetfs-old", "assetfs-old-ro", "borg", "restic"]
     /// The targets measured in this run, in `order`.
     var order: [String] { Self.order.filter { results[$0] != nil } }
 
@@ -67,6 +68,7 @@ struct ReadReport {
         t.add(["warm sequential MB/s, model file"] + column { fixed(Double(modelBytes) / 1e6 / $0.modelWarm, 0) })
         t.add(["warm sequential MB/s"] + column { fixed(mbps($0.warmSequential), 0) })
         t.add(["warm sequential MB/s, files >= 1 MiB only"] + column { fixed(Double(largeBytes) / 1e6 / $0.warmLargeSequential, 0) })
+        t.add(["warm small files (< 1 MiB) per s"] + column { fixed(smallPerSecond($0), 0) })
         t.add(["random 4 KiB cold IOPS"] + column { $0.random.map { fixed(iops($0.coldSeconds), 0) } ?? "n/a" })
         t.add(["random 4 KiB warm IOPS"] + column { $0.random.map { fixed(iops($0.warmSeconds), 0) } ?? "n/a" })
         t.add(["`ls -lR` s (first walk after mount)"] + column { fixed($0.lsSeconds, 3) })
@@ -116,6 +118,23 @@ struct ReadReport {
             for (what, seconds) in [("cold", { (r: TargetResult) in r.coldSequential }), ("warm", { (r: TargetResult) in r.warmSequential })] {
                 let x = ratio(mbps(seconds(on)), mbps(seconds(off)))
                 t.add(["metrics on vs `--metrics off`, \(what) sequential >= 0.97x", "default", times(x), verdict(x.map { $0 >= 0.97 })])
+            }
+        }
+        // Lineage's cost, same run (issue 17): recording on vs `--no-lineage`, at least 0.95x; and what
+        // `--lineage-opens` costs an `-o ro` mount (no target: it is the price of seeing every open).
+        for (key, otherKey, mount, bound) in [("assetfs", "assetfs-nolineage", "default", 0.95), ("assetfs-ro", "assetfs-ro-nolineage", "`-o ro`", 0.95),
+                                              ("assetfs-ro-opens", "assetfs-ro", "`-o ro --lineage-opens` / `-o ro`", 0.0)] {
+            guard let a = results[key], let o = results[otherKey] else { continue }
+            let rows: [(String, (TargetResult) -> Double?)] = [
+                ("cold sequential", { mbps($0.coldSequential) }),
+                ("warm small files", { smallPerSecond($0) }),
+                ("random 4 KiB cold", { $0.random.map { iops($0.coldSeconds) } }),
+                ("random 4 KiB warm", { $0.random.map { iops($0.warmSeconds) } }),
+            ]
+            for (what, figure) in rows {
+                let x = ratio(figure(a), figure(o))
+                let label = bound > 0 ? "lineage on / off, \(what) >= \(fixed(bound, 2))x" : "lineage opens visible, \(what)"
+                t.add([label, mount, times(x), bound > 0 ? verdict(x.map { $0 >= bound }) : "-"])
             }
         }
         // The new binary against the old one (`--baseline`), same run: no read row more than 5% slower.
@@ -173,6 +192,9 @@ struct ReadReport {
         case "assetfs": "assetfs mount"
         case "assetfs-ro": "assetfs mount -o ro"
         case "assetfs-nometrics": "assetfs mount --metrics off"
+        case "assetfs-nolineage": "assetfs mount --no-lineage"
+        case "assetfs-ro-nolineage": "assetfs mount -o ro --no-lineage"
+        case "assetfs-ro-opens": "assetfs mount -o ro --lineage-opens"
         case "assetfs-old": "old assetfs mount"
         case "assetfs-old-ro": "old assetfs mount -o ro"
         case "borg": "borg mount"
@@ -181,6 +203,7 @@ struct ReadReport {
         }
     }
 
+    private func smallPerSecond(_ r: TargetResult) -> Double { r.warmSmallSequential > 0 ? Double(r.smallFiles) / r.warmSmallSequential : .nan }
     private func mbps(_ seconds: Double) -> Double { seconds > 0 ? Double(bytes) / 1e6 / seconds : .nan }
     private func modelMBps(_ r: TargetResult) -> Double { r.modelCold.min().map { Double(modelBytes) / 1e6 / $0 } ?? .nan }
     private func shardMBps(_ r: TargetResult) -> Double { r.shardsCold.min().map { Double(shardBytes) / 1e6 / $0 } ?? .nan }

@@ -13,6 +13,12 @@ public protocol Catalog: AnyObject, Sendable {
     func resolve(_ ref: Ref) throws -> VersionInfo
     func tags(of asset: String) throws -> [(name: String, version: Int)]
 
+    // Lineage (Documentation/Lineage.md)
+    /// The record written with the version whose row id is `versionID`, if it has one.
+    func lineage(versionID: Int64) throws -> LineageRecord?
+    /// The versions whose records name `asset` v`version` as an input, by name and number.
+    func consumers(asset: String, version: Int) throws -> [LineageConsumer]
+
     // Trees and files
     func tree(_ id: Int64) throws -> TreeInfo
     func entries(of treeID: Int64) throws -> [TreeEntry]

@@ -72,6 +72,15 @@ enum Migrations {
         ("0004-workspace-host", """
         ALTER TABLE workspaces ADD COLUMN host TEXT NOT NULL DEFAULT '';
         """),
+        // Lineage (Documentation/Lineage.md): one JSON record per version, and its inputs by name for
+        // `lineage --downstream`. Names, not ids: a record keeps naming an input version that was deleted.
+        ("0005-lineage", """
+        CREATE TABLE version_lineage(version_id INTEGER PRIMARY KEY, record TEXT NOT NULL);
+        CREATE TABLE version_inputs(
+            version_id INTEGER NOT NULL, input_asset TEXT NOT NULL, input_version INTEGER NOT NULL, kind TEXT NOT NULL,
+            PRIMARY KEY(version_id, input_asset, input_version, kind)) WITHOUT ROWID;
+        CREATE INDEX version_inputs_by_input ON version_inputs(input_asset, input_version);
+        """),
     ]
 
     static func apply(to db: SQLiteDatabase) throws {

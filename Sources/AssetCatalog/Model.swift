@@ -199,9 +199,12 @@ public struct NewVersion: Sendable {
     public var newBytes: UInt64
     public var meta: [MetaItem]
     public var tag: String?
+    /// Written in the same transaction as the version (Documentation/Lineage.md); nil or empty: none.
+    public var lineage: LineageRecord?
 
     public init(rootTreeID: Int64, parent: Int?, author: String, message: String, fileCount: Int,
-                logicalBytes: UInt64, newBytes: UInt64, meta: [MetaItem], tag: String?) {
+                logicalBytes: UInt64, newBytes: UInt64, meta: [MetaItem], tag: String?, lineage: LineageRecord? = nil) {
+        self.lineage = lineage
         self.rootTreeID = rootTreeID
         self.parent = parent
         self.author = author

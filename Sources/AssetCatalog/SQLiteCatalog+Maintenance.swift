@@ -50,8 +50,13 @@ extension SQLiteCatalog {
                 if !tagged.isEmpty {
                     throw CatalogError.tagged(asset, number, tags: tagged)
                 }
-                try db.run("DELETE FROM versions WHERE asset_id = ? AND number = ?", [.int(assetID), .int(Int64(number))])
-                guard db.changes == 1 else { throw CatalogError.noVersion(asset, number) }
+                guard let versionID = try db.first("DELETE FROM versions WHERE asset_id = ? AND number = ? RETURNING id",
+                                                   [.int(assetID), .int(Int64(number))], { $0.int(0) }) else {
+                    throw CatalogError.noVersion(asset, number)
+                }
+                // Its own record goes with it; records of versions made from it keep naming it.
+                try db.run("DELETE FROM version_lineage WHERE version_id = ?", [.int(versionID)])
+                try db.run("DELETE FROM version_inputs WHERE version_id = ?", [.int(versionID)])
                 try appendAudit(db, user: user, action: "delete-version", asset: asset, subject: "v\(number)",
                                 from: "v\(number)", to: nil, detail: "")
             }

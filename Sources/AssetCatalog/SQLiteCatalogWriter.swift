@@ -99,14 +99,22 @@ struct SQLiteCatalogWriter: CatalogWriter {
         }
         let number = Int(taken)
         let now = Clock.nowNanoseconds()
-        try db.run("""
+        let versionID = try db.first("""
             INSERT INTO versions(asset_id, number, parent, created_ns, author, message, root_tree_id, file_count,
                                  logical_bytes, new_bytes, meta)
-            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
             """, [.int(assetID), .int(Int64(number)), version.parent.map { .int(Int64($0)) } ?? .null, .int(now),
                   .text(version.author), .text(version.message), .int(version.rootTreeID),
                   .int(Int64(version.fileCount)), .int(Int64(version.logicalBytes)), .int(Int64(version.newBytes)),
-                  .text(MetaCoding.encode(version.meta))])
+                  .text(MetaCoding.encode(version.meta))], { $0.int(0) })
+        guard let versionID else { throw CatalogError(.transient, "version row of \(asset) v\(number) vanished while it was inserted") }
+        if let lineage = version.lineage, !lineage.isEmpty {
+            try db.run("INSERT INTO version_lineage(version_id, record) VALUES(?, ?)", [.int(versionID), .text(lineage.encoded())])
+            for key in lineage.inputKeys {
+                try db.run("INSERT INTO version_inputs(version_id, input_asset, input_version, kind) VALUES(?, ?, ?, ?)",
+                           [.int(versionID), .text(key.asset), .int(Int64(key.version)), .text(key.kind)])
+            }
+        }
         try appendAudit(db, user: user, action: "create-version", asset: asset, subject: "v\(number)",
                         from: version.parent.map { "v\($0)" }, to: "v\(number)", detail: version.message)
         if let tag = version.tag {

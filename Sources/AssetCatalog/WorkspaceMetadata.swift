@@ -76,6 +76,7 @@ public final class WorkspaceMetadata: @unchecked Sendable {
                 ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL, PRIMARY KEY(ino, name)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS open_writers(ino INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS lineage_jobs(job_id TEXT PRIMARY KEY, record TEXT NOT NULL) WITHOUT ROWID;
             """)
         // Columns added since the first workspaces: rdev with special files (FIFOs, sockets, device nodes),
         // atime_ns with separate access times (NULL in older rows: the access time is the modification time).
@@ -225,6 +226,29 @@ public final class WorkspaceMetadata: @unchecked Sendable {
 
     public func clearOpenWriters() throws {
         try lock.withLock { try db.run("DELETE FROM open_writers") }
+    }
+
+    // Lineage (Documentation/Lineage.md): what each job that wrote here read, one JSON row per job, written
+    // by the mount daemon and read by commit.
+
+    /// Replaces the rows of these jobs, in one transaction.
+    public func saveLineage(_ rows: [(jobID: String, record: String)]) throws {
+        guard !rows.isEmpty else { return }
+        try lock.withLock {
+            try db.transaction {
+                for row in rows {
+                    try db.run("INSERT OR REPLACE INTO lineage_jobs(job_id, record) VALUES(?, ?)", [.text(row.jobID), .text(row.record)])
+                }
+            }
+        }
+    }
+
+    public func lineageRecords() throws -> [String] {
+        try lock.withLock { try db.rows("SELECT record FROM lineage_jobs ORDER BY job_id") { $0.text(0) } }
+    }
+
+    public func clearLineage() throws {
+        try lock.withLock { try db.run("DELETE FROM lineage_jobs") }
     }
 
     /// Makes every committed change durable on disk (checkpoints the WAL with fsync).

@@ -12,6 +12,8 @@ public enum ChildProcess {
         public var output: String?
         public var newSession = false
         public var closeInherited = false
+        /// Descriptors to hand over: `from` (ours) becomes `to` in the child.
+        public var descriptors: [(from: Int32, to: Int32)] = []
         public init() {}
     }
 
@@ -25,7 +27,8 @@ public enum ChildProcess {
             posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         }
-        if options.closeInherited { _ = posix_spawn_file_actions_addclosefrom_np(&actions, 3) }
+        for d in options.descriptors { posix_spawn_file_actions_adddup2(&actions, d.from, d.to) }
+        if options.closeInherited { _ = posix_spawn_file_actions_addclosefrom_np(&actions, 3 + Int32(options.descriptors.count)) }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }

@@ -29,6 +29,17 @@ private func answer(_ req: fuse_req_t?, _ operation: FUSEOperation, _ body: () t
     }
 }
 
+/// Who sent the request: the thread id, uid and gid the kernel passes with it (lineage names its job).
+private func caller(_ req: fuse_req_t?) -> Caller {
+    let ctx = fuse_req_ctx(req)!.pointee
+    return Caller(pid: ctx.pid, uid: ctx.uid, gid: ctx.gid)
+}
+
+/// Lineage: the caller's job changes something at `inode` (a no-op outside workspaces and with --no-lineage).
+private func changing(_ req: fuse_req_t?, _ inode: fuse_ino_t) {
+    fs(req).noteChange(UInt64(inode), caller: caller(req))
+}
+
 enum FUSEOperations {
     static func make() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
@@ -66,7 +77,7 @@ enum FUSEOperations {
                 // ENOSYS tells the kernel to open every file of this mount itself from now on (no_open): it keeps
                 // the page cache across opens and sends no release. Reads then carry handle 0.
                 if vfs.servesOpensInKernel { throw VFSError(ENOSYS) }
-                fi!.pointee.fh = try vfs.open(UInt64(ino), flags: fi!.pointee.flags, uid: fuse_req_ctx(req)!.pointee.uid)
+                fi!.pointee.fh = try vfs.open(UInt64(ino), flags: fi!.pointee.flags, uid: fuse_req_ctx(req)!.pointee.uid, caller: caller(req))
                 // Version files never change: keep the page cache across opens.
                 let immutable = vfs.keepsCache(fi!.pointee.fh)
                 fi!.pointee.keep_cache = immutable ? 1 : 0
@@ -79,7 +90,7 @@ enum FUSEOperations {
             answer(req, .read) {
                 let vfs = fs(req), handle = fi!.pointee.fh
                 let bytes = handle == 0 && vfs.servesOpensInKernel
-                    ? try vfs.read(inode: UInt64(ino), offset: UInt64(offset), count: size)
+                    ? try vfs.read(inode: UInt64(ino), offset: UInt64(offset), count: size, caller: caller(req))
                     : try vfs.read(handle, offset: UInt64(offset), count: size)
                 FUSEMetrics.readBytes.increment(by: bytes.count)
                 FUSEOperations.reply(req, bytes)
@@ -196,6 +207,7 @@ enum FUSEOperations {
     static func installWrites(_ ops: inout fuse_lowlevel_ops) {
         ops.create = { req, parent, name, mode, fi in
             answer(req, .create) {
+                changing(req, parent)
                 let ctx = fuse_req_ctx(req)!.pointee
                 let (entry, handle) = try fs(req).create(parent: UInt64(parent), name: KernelTypes.name(name!), mode: mode,
                                                          flags: fi!.pointee.flags, uid: ctx.uid, gid: ctx.gid)
@@ -206,6 +218,7 @@ enum FUSEOperations {
         }
         ops.mknod = { req, parent, name, mode, rdev in
             answer(req, .mknod) {
+                changing(req, parent)
                 let ctx = fuse_req_ctx(req)!.pointee
                 // FIFOs, sockets and device nodes: inodes of the workspace (EROFS on versions: the VFS decides).
                 guard mode & S_IFMT == S_IFREG else {
@@ -223,6 +236,7 @@ enum FUSEOperations {
         }
         ops.mkdir = { req, parent, name, mode in
             answer(req, .mkdir) {
+                changing(req, parent)
                 let ctx = fuse_req_ctx(req)!.pointee
                 var e = KernelTypes.entryParam(try fs(req).makeDirectory(parent: UInt64(parent), name: KernelTypes.name(name!),
                                                                          mode: mode, uid: ctx.uid, gid: ctx.gid))
@@ -231,6 +245,7 @@ enum FUSEOperations {
         }
         ops.symlink = { req, target, parent, name in
             answer(req, .symlink) {
+                changing(req, parent)
                 let ctx = fuse_req_ctx(req)!.pointee
                 var e = KernelTypes.entryParam(try fs(req).makeSymlink(parent: UInt64(parent), name: KernelTypes.name(name!),
                                                                        target: KernelTypes.name(target!), uid: ctx.uid, gid: ctx.gid))
@@ -239,24 +254,28 @@ enum FUSEOperations {
         }
         ops.link = { req, ino, parent, name in
             answer(req, .link) {
+                changing(req, parent)
                 var e = KernelTypes.entryParam(try fs(req).makeLink(UInt64(ino), newParent: UInt64(parent), newName: KernelTypes.name(name!)))
                 fuse_reply_entry(req, &e)
             }
         }
         ops.unlink = { req, parent, name in
             answer(req, .unlink) {
+                changing(req, parent)
                 try fs(req).remove(parent: UInt64(parent), name: KernelTypes.name(name!), directory: false)
                 fuse_reply_err(req, 0)
             }
         }
         ops.rmdir = { req, parent, name in
             answer(req, .rmdir) {
+                changing(req, parent)
                 try fs(req).remove(parent: UInt64(parent), name: KernelTypes.name(name!), directory: true)
                 fuse_reply_err(req, 0)
             }
         }
         ops.rename = { req, parent, name, newParent, newName, flags in
             answer(req, .rename) {
+                changing(req, parent)
                 try fs(req).rename(parent: UInt64(parent), name: KernelTypes.name(name!), newParent: UInt64(newParent),
                                    newName: KernelTypes.name(newName!), flags: flags)
                 fuse_reply_err(req, 0)
@@ -264,6 +283,7 @@ enum FUSEOperations {
         }
         ops.setattr = { req, ino, attr, toSet, _ in
             answer(req, .setattr) {
+                changing(req, ino)
                 let st = attr!.pointee
                 var changes = AttributeChanges()
                 if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = st.st_mode & 0o7777 }
@@ -309,6 +329,7 @@ enum FUSEOperations {
         }
         ops.setxattr = { req, ino, name, value, size, flags in
             answer(req, .setxattr) {
+                changing(req, ino)
                 let bytes = size > 0 ? Array(UnsafeRawBufferPointer(start: value, count: size)) : []
                 try fs(req).setExtendedAttribute(UInt64(ino), name: String(cString: name!), value: bytes, flags: flags)
                 fuse_reply_err(req, 0)
@@ -316,12 +337,14 @@ enum FUSEOperations {
         }
         ops.removexattr = { req, ino, name in
             answer(req, .removexattr) {
+                changing(req, ino)
                 try fs(req).removeExtendedAttribute(UInt64(ino), name: String(cString: name!))
                 fuse_reply_err(req, 0)
             }
         }
-        ops.fallocate = { req, _, mode, offset, length, fi in
+        ops.fallocate = { req, ino, mode, offset, length, fi in
             answer(req, .fallocate) {
+                changing(req, ino)
                 try fs(req).allocate(fi!.pointee.fh, mode: mode, offset: UInt64(offset), length: UInt64(length))
                 fuse_reply_err(req, 0)
             }

@@ -47,10 +47,13 @@ extension PostgresCatalog {
             let tagged = try db.query("SELECT name FROM tags WHERE asset_id = $1 AND version = $2 ORDER BY name",
                                       [.int(assetID), .int(Int64(number))]).map { try $0.text(0) }
             if !tagged.isEmpty { throw CatalogError.tagged(asset, number, tags: tagged) }
-            guard !(try db.query("DELETE FROM versions WHERE asset_id = $1 AND number = $2 RETURNING id",
-                                 [.int(assetID), .int(Int64(number))]).isEmpty) else {
+            guard let versionID = try db.query("DELETE FROM versions WHERE asset_id = $1 AND number = $2 RETURNING id",
+                                               [.int(assetID), .int(Int64(number))]).first?.int(0) else {
                 throw CatalogError.noVersion(asset, number)
             }
+            // Its own record goes with it; records of versions made from it keep naming it.
+            try db.query("DELETE FROM version_lineage WHERE version_id = $1", [.int(versionID)])
+            try db.query("DELETE FROM version_inputs WHERE version_id = $1", [.int(versionID)])
             try appendAudit(db, user: user, action: "delete-version", asset: asset, subject: "v\(number)",
                             from: "v\(number)", to: nil, detail: "")
         }

@@ -133,13 +133,23 @@ struct PostgresCatalogWriter: CatalogWriter {
             throw CatalogError(.transient, "asset \(asset) vanished while its version was created")
         }
         let number = Int(taken)
-        try db.query("""
+        let inserted = try db.query("""
             INSERT INTO versions(asset_id, number, parent, created_ns, author, message, root_tree_id, file_count,
                                  logical_bytes, new_bytes, meta)
-            VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id
             """, [.int(assetID), .int(Int64(number)), version.parent.map { .int(Int64($0)) } ?? .null, .int(Clock.nowNanoseconds()),
                   .text(version.author), .text(version.message), .int(version.rootTreeID), .int(Int64(version.fileCount)),
                   .int(Int64(version.logicalBytes)), .int(Int64(version.newBytes)), .text(MetaCoding.encode(version.meta))])
+        guard let versionID = try inserted.first?.int(0) else {
+            throw CatalogError(.transient, "version row of \(asset) v\(number) vanished while it was inserted")
+        }
+        if let lineage = version.lineage, !lineage.isEmpty {
+            try db.query("INSERT INTO version_lineage(version_id, record) VALUES($1, $2)", [.int(versionID), .text(lineage.encoded())])
+            for key in lineage.inputKeys {
+                try db.query("INSERT INTO version_inputs(version_id, input_asset, input_version, kind) VALUES($1, $2, $3, $4)",
+                             [.int(versionID), .text(key.asset), .int(Int64(key.version)), .text(key.kind)])
+            }
+        }
         try appendAudit(db, user: user, action: "create-version", asset: asset, subject: "v\(number)",
                         from: version.parent.map { "v\($0)" }, to: "v\(number)", detail: version.message)
         if let tag = version.tag {

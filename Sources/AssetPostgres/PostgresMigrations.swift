@@ -74,6 +74,14 @@ enum PostgresMigrations {
         ("0004-workspace-host", """
         ALTER TABLE workspaces ADD COLUMN host TEXT NOT NULL DEFAULT '';
         """),
+        // Lineage, as SQLite's 0005 (Documentation/Lineage.md).
+        ("0005-lineage", """
+        CREATE TABLE version_lineage(version_id BIGINT PRIMARY KEY, record TEXT NOT NULL);
+        CREATE TABLE version_inputs(
+            version_id BIGINT NOT NULL, input_asset TEXT NOT NULL, input_version BIGINT NOT NULL, kind TEXT NOT NULL,
+            PRIMARY KEY(version_id, input_asset, input_version, kind));
+        CREATE INDEX version_inputs_by_input ON version_inputs(input_asset, input_version);
+        """),
     ]
 
     /// An arbitrary constant: the advisory lock every host takes while it migrates, so two hosts opening a new

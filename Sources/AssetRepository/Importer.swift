@@ -11,6 +11,8 @@ public struct ImportOptions: Sendable {
     public var tag: String?
     public var meta: [MetaItem] = []
     public var rehash = false
+    /// Inputs of the new version (declared with --input, or a run's record with --lineage-from).
+    public var lineage: LineageRecord?
     public var author: String = currentUserName()
     /// Called on the importing thread about five times a second.
     public var progress: (@Sendable (ImportProgress) -> Void)?
@@ -114,7 +116,7 @@ public final class Importer {
             let parent = try w.latestVersionNumber(asset: options.asset)
             let version = NewVersion(rootTreeID: rootID, parent: parent, author: options.author, message: options.message,
                                      fileCount: fileCount, logicalBytes: logicalBytes, newBytes: pipeline.newBytes,
-                                     meta: options.meta, tag: options.tag)
+                                     meta: options.meta, tag: options.tag, lineage: options.lineage.map { repo.localized($0) })
             let number = try w.createVersion(asset: options.asset, version, user: options.author)
             try w.replaceStatCache(asset: options.asset, entries: statEntries)
             return number

@@ -10,6 +10,8 @@ public struct CommitOptions: Sendable {
     public var meta: [MetaItem] = []
     public var keep = false
     public var allowDiverge = false
+    /// Inputs declared by hand (--input); observed ones come from the workspace (Documentation/Lineage.md).
+    public var declaredInputs: [LineageInput] = []
     public var author = currentUserName()
     public init() {}
 }
@@ -60,11 +62,12 @@ public struct WorkspaceCommitter {
         }
         var meta = options.meta
         meta.append(MetaItem(key: "assetfs.workspace", value: spec))
+        let lineage = try self.lineage()
         try session.requireValid("commit of \(spec)")
         let number = try repo.catalog.write { w -> Int in
             let version = NewVersion(rootTreeID: rootID, parent: info.baseVersion, author: options.author, message: options.message,
                                      fileCount: root.files, logicalBytes: root.size, newBytes: importer.pipeline.newBytes,
-                                     meta: meta, tag: options.tag)
+                                     meta: meta, tag: options.tag, lineage: lineage)
             let number = try w.createVersion(asset: info.asset, version, user: options.author)
             // Same transaction: a crash can never leave both the new version and the workspace it came from.
             if !options.keep { try w.removeWorkspace(id: info.id, user: options.author, reason: "commit-workspace") }
@@ -76,11 +79,19 @@ public struct WorkspaceCommitter {
         // The version is complete here. A crash below leaves a workspace that still shows the right content
         // (its old base plus its changes); at worst the next commit asks for --allow-diverge.
         if options.keep {
+            try workspace.meta.clearLineage()  // Recorded with the version; the next one starts afresh.
             try WorkspaceManager(repo: repo).rebase(workspace, onto: version)
         } else {
             removeTree(workspace.directory)  // Its registry row went with the version.
         }
         return version
+    }
+
+    /// What the mount observed the workspace's writers read, with the declared inputs.
+    private func lineage() throws -> LineageRecord {
+        var record = LineageRecord(inputs: options.declaredInputs)
+        for text in try workspace.meta.lineageRecords() { record.merge(try LineageRecord.decode(text)) }
+        return repo.localized(record)
     }
 
     private func refuseOpenWriters(_ spec: String) throws {

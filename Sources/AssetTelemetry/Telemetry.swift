@@ -85,7 +85,8 @@ public final class MetricsEndpoint: Sendable {
     /// Starts listening, or throws (the port in use, a socket path not writable) within a few seconds. With
     /// `wait` false it returns at once and reports a failure to `failed` instead (the mount's local socket:
     /// the mount must not wait for it).
-    public static func start(_ address: MetricsAddress, telemetry: Telemetry, wait: Bool = true,
+    /// `routes`: more requests this endpoint answers (the mount's control requests on its local socket).
+    public static func start(_ address: MetricsAddress, telemetry: Telemetry, wait: Bool = true, routes: [ControlRoute] = [],
                              failed: (@Sendable (String) -> Void)? = nil) throws -> MetricsEndpoint {
         let server: HTTPServer
         switch address {
@@ -110,6 +111,13 @@ public final class MetricsEndpoint: Sendable {
             await server.appendRoute("GET /metrics") { _ in
                 HTTPResponse(statusCode: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                              body: Data(telemetry.exposition()))
+            }
+            for route in routes {
+                await server.appendRoute(HTTPRoute(stringLiteral: route.route)) { request in
+                    let (status, body) = route.handle(try await request.bodyData)
+                    return HTTPResponse(statusCode: HTTPStatusCode(status, phrase: status == 200 ? "OK" : "Error"),
+                                        headers: [.contentType: "application/json"], body: body)
+                }
             }
             Task {
                 do { try await server.run() } catch { outcome.finish(error) }
@@ -167,22 +175,42 @@ private final class Outcome: @unchecked Sendable {
     }
 }
 
+/// A request a mount's local socket answers besides `/metrics`: "METHOD /path", and what it does with the
+/// request's body (its answer: an HTTP status and a JSON body).
+public struct ControlRoute: Sendable {
+    public let route: String
+    public let handle: @Sendable (Data) -> (Int, Data)
+
+    public init(_ route: String, handle: @escaping @Sendable (Data) -> (Int, Data)) {
+        self.route = route
+        self.handle = handle
+    }
+}
+
 /// Fetches a metrics endpoint's exposition (what `assetfs stats --mount` reads from a mount's socket).
 public enum MetricsScrape {
     public static func fetch(unixSocket path: String, timeout: Double = 5) throws -> String {
+        String(decoding: try MountControl.request(unixSocket: path, path: "/metrics", timeout: timeout), as: UTF8.self)
+    }
+}
+
+/// Requests to a mount's local socket (`assetfs stats --mount`, `assetfs run`, `commit`).
+public enum MountControl {
+    public static func request(unixSocket socket: String, method: String = "GET", path: String, body: Data = Data(),
+                               timeout: Double = 5) throws -> Data {
         let box = ScrapeResult()
         Task {
             do {
                 var client = HTTPClient()
-                let request = HTTPRequest(method: .GET, version: .http11, path: "/metrics", query: [], headers: [:], body: Data())
-                let response = try await client.sendHTTPRequest(request, to: sockaddr_un.unix(path: path))
+                let request = HTTPRequest(method: HTTPMethod(method), version: .http11, path: path, query: [], headers: [:], body: body)
+                let response = try await client.sendHTTPRequest(request, to: sockaddr_un.unix(path: socket))
                 guard response.statusCode == .ok else { throw TelemetryError("HTTP \(response.statusCode.code)") }
-                box.finish(.success(String(decoding: try await response.bodyData, as: UTF8.self)))
+                box.finish(.success(try await response.bodyData))
             } catch {
                 box.finish(.failure(error))
             }
         }
-        guard let result = box.wait(seconds: timeout) else { throw TelemetryError("no answer from \(path) within \(Int(timeout)) s") }
+        guard let result = box.wait(seconds: timeout) else { throw TelemetryError("no answer from \(socket) within \(Int(timeout)) s") }
         return try result.get()
     }
 }
@@ -190,14 +218,14 @@ public enum MetricsScrape {
 private final class ScrapeResult: @unchecked Sendable {
     private let lock = NSLock()
     private let done = DispatchSemaphore(value: 0)
-    private var result: Result<String, Error>?  // Protected by `lock`.
+    private var result: Result<Data, Error>?  // Protected by `lock`.
 
-    func finish(_ value: Result<String, Error>) {
+    func finish(_ value: Result<Data, Error>) {
         lock.withLock { result = value }
         done.signal()
     }
 
-    func wait(seconds: Double) -> Result<String, Error>? {
+    func wait(seconds: Double) -> Result<Data, Error>? {
         guard done.wait(timeout: .now() + seconds) == .success else { return nil }
         return lock.withLock { result }
     }

@@ -11,30 +11,42 @@ extension AssetFileSystem {
     static let smallRead = 64 << 10
 
     /// `uid`: the caller's (an O_TRUNC by anyone but root clears setuid and setgid bits, as on ext4).
-    public func open(_ inode: UInt64, flags: Int32, uid: UInt32 = 0) throws -> UInt64 {
+    /// `caller`: who opens (for lineage; nil from callers that are not the kernel).
+    public func open(_ inode: UInt64, flags: Int32, uid: UInt32 = 0, caller: Caller? = nil) throws -> UInt64 {
         guard let node = nodes.node(inode) else { throw VFSError.notFound }
         if case .workspace(let id, let local, let parent, let name) = node {
+            if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0, let lineage, let caller { lineage.wrote(caller, workspace: id) }
             let overlay = try self.overlay(id)
             let handle = try overlay.open(try resolveWorkspace(id, local, parent: parent, name: name), parent: parent, name: name,
                                           flags: flags, uid: uid)
             return handles.add(.workspaceFile(overlay, handle))
         }
         guard flags & O_ACCMODE == O_RDONLY, flags & (O_TRUNC | O_APPEND | O_CREAT) == 0 else { throw VFSError.readOnly }
-        return handles.add(.file(try versionFile(node)))
+        let file = try versionFile(node)
+        if let lineage, let caller, case .file(let asset, let version, let path, _) = node, let job = lineage.job(caller) {
+            file.tap = lineage.opened(job, asset: asset, version: version, path: String(decoding: path, as: UTF8.self))
+        }
+        return handles.add(.file(file))
     }
 
     /// Whether version files can be opened by the kernel alone, with no request to this file system: true for
     /// versions-only mounts, whose reads then arrive without a handle (`read(inode:)`). Saves two round trips
     /// (open and release) per file, most of the cost of reading a small file whose pages are cached.
-    public var servesOpensInKernel: Bool { versionsOnly }
+    /// Off with `--lineage-opens`, so that lineage sees every open.
+    public var servesOpensInKernel: Bool { kernelOpens }
 
     /// Up to `count` bytes at `offset` of a version file opened by the kernel alone (no handle).
-    public func read(inode: UInt64, offset: UInt64, count: Int) throws -> ReadBytes {
+    public func read(inode: UInt64, offset: UInt64, count: Int, caller: Caller? = nil) throws -> ReadBytes {
         let file = try handlelessFiles.value(inode) {
             guard let node = nodes.node(inode) else { throw VFSError.notFound }
             return try versionFile(node)
         }
-        return try read(file, offset: offset, count: count)
+        let bytes = try read(file, offset: offset, count: count)
+        if let lineage, let caller, case .file(let asset, let version, let path, _)? = nodes.node(inode) {
+            lineage.servedWithoutOpen(caller, asset: asset, version: version, path: String(decoding: path, as: UTF8.self),
+                                      bytes: bytes.count)
+        }
+        return bytes
     }
 
     private func versionFile(_ node: Node) throws -> OpenFile {
@@ -49,7 +61,11 @@ extension AssetFileSystem {
     }
 
     public func release(_ handle: UInt64) {
-        if case .workspaceFile(let overlay, let id)? = handles.get(handle) { overlay.release(id) }
+        if case .workspaceFile(let overlay, let id)? = handles.get(handle) {
+            overlay.release(id)
+            // A file written is closed: what its writers read so far goes to their workspaces now.
+            lineage?.flush()
+        }
         handles.remove(handle)
     }
 
@@ -62,7 +78,10 @@ extension AssetFileSystem {
     /// Up to `count` bytes at `offset`; fewer only at end of file.
     public func read(_ handle: UInt64, offset: UInt64, count: Int) throws -> ReadBytes {
         switch handles.get(handle) {
-        case .file(let file)?: return try read(file, offset: offset, count: count)
+        case .file(let file)?:
+            let bytes = try read(file, offset: offset, count: count)
+            if let tap = file.tap { lineage?.served(tap, bytes: bytes.count) }
+            return bytes
         case .workspaceFile(let overlay, let id)?: return ReadBytes(try overlay.read(id, offset: offset, count: count))
         default: throw VFSError.badHandle
         }

@@ -1,6 +1,8 @@
 import AssetCatalog
 import AssetRepository
 import AssetStore
+import Dispatch
+import Foundation
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -39,8 +41,18 @@ public final class AssetFileSystem: @unchecked Sendable {
     /// Serve versions only: no `workspaces` directories, and version files are read by inode, so the kernel
     /// can open them without asking (see `servesOpensInKernel`).
     public let versionsOnly: Bool
+    /// Whether the kernel opens version files by itself (see `servesOpensInKernel`).
+    let kernelOpens: Bool
+    /// Lineage recording (nil with `--no-lineage`): which jobs read which version files, and wrote where.
+    public let lineage: LineageRecorder?
+    /// Writes writer jobs' new observations to their workspaces every second.
+    private let lineageTimer: DispatchSourceTimer?
 
-    public init(repo: Repository, cacheBytes: Int, logger: Logger, versionsOnly: Bool = false) {
+    /// `lineage`: record lineage, naming jobs with `inspector` (Documentation/Lineage.md).
+    /// `lineageSeesOpens`: on a versions-only mount, keep opens going to the daemon so lineage sees every one.
+    public init(repo: Repository, cacheBytes: Int, logger: Logger, versionsOnly: Bool = false, lineage: Bool = false,
+                lineageSeesOpens: Bool = false, inspector: ProcessInspector = ProcfsInspector()) {
+        self.kernelOpens = versionsOnly && !(lineage && lineageSeesOpens)
         self.repo = repo
         self.catalog = ServingCatalog(repo.catalog, logger: logger)
         // `cacheBytes` is all the memory for bytes read: segments of packs being read in order come out of it.
@@ -50,6 +62,35 @@ public final class AssetFileSystem: @unchecked Sendable {
         self.fetchPool = FetchPool(width: repo.fetchThreads)
         self.logger = logger
         self.versionsOnly = versionsOnly
+        guard lineage else {
+            self.lineage = nil
+            self.lineageTimer = nil
+            return
+        }
+        let overlays = WeakBox<AssetFileSystem>()
+        let recorder = LineageRecorder(inspector: inspector, host: ProcessInfo.processInfo.hostName, store: repo.root,
+                                       logger: logger) { id, rows in
+            guard let fs = overlays.value else { return }
+            try fs.overlay(id).meta.saveLineage(rows)
+        }
+        self.lineage = recorder
+        let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        timer.schedule(deadline: .now() + 1, repeating: 1)
+        timer.setEventHandler { [weak recorder] in recorder?.flush() }
+        self.lineageTimer = timer
+        overlays.value = self
+        timer.resume()
+    }
+
+    deinit { lineageTimer?.cancel() }
+
+    /// Writes what lineage holds for writer jobs now (commit asks, through the mount's socket; and at unmount).
+    public func flushLineage() { lineage?.flush() }
+
+    /// A change to `inode` by `caller`: inside a workspace, the caller's job becomes a writer of it.
+    public func noteChange(_ inode: UInt64, caller: Caller) {
+        guard let lineage, case .workspace(let id, _, _, _)? = nodes.node(inode) else { return }
+        lineage.wrote(caller, workspace: id)
     }
 
     // MARK: Names
@@ -258,13 +299,15 @@ public final class AssetFileSystem: @unchecked Sendable {
     public static let sha256Attribute = "user.assetfs.sha256"
     public static let versionAttribute = "user.assetfs.version"
     public static let rootAttribute = "user.assetfs.root"
+    /// The version's inputs (Documentation/Lineage.md), compact JSON; `[]` when none is recorded.
+    public static let inputsAttribute = "user.assetfs.inputs"
 
     /// `uid`: the caller's. `trusted.*` names are listed to root only, as ext4 lists them only to callers with
     /// CAP_SYS_ADMIN (the kernel filters nothing in a FUSE file system's list).
     public func extendedAttributeNames(_ inode: UInt64, uid: UInt32 = 0) throws -> [String] {
         switch nodes.node(inode) {
         case .file?: return [Self.sha256Attribute]
-        case .versionRoot?: return [Self.versionAttribute, Self.rootAttribute]
+        case .versionRoot?: return [Self.versionAttribute, Self.rootAttribute, Self.inputsAttribute]
         case .workspace(let id, let local, let parent, let name)?:
             let overlay = try self.overlay(id)
             let n = try resolveWorkspace(id, local, parent: parent, name: name)
@@ -289,6 +332,9 @@ public final class AssetFileSystem: @unchecked Sendable {
             return Array(try catalog.file(e.fileID ?? -1).hash.hex.utf8)
         case (.versionRoot(let asset, let version, _, _, _)?, Self.versionAttribute):
             return Array("\(asset)@v\(version)".utf8)
+        case (.versionRoot(let asset, let version, _, _, _)?, Self.inputsAttribute):
+            guard let info = try catalog.version(of: asset, number: version) else { throw VFSError.notFound }
+            return Array((try catalog.lineage(versionID: info.id) ?? LineageRecord()).summaryJSON.utf8)
         case (.versionRoot(_, _, _, let root, _)?, Self.rootAttribute):
             return Array(root.hex.utf8)
         case (.workspace(let id, let local, let parent, let nodeName)?, _):
@@ -324,4 +370,14 @@ public final class AssetFileSystem: @unchecked Sendable {
 
 
     public var liveInodes: Int { nodes.count }
+}
+
+/// A weak reference that can be filled in after the closure holding it was made.
+final class WeakBox<T: AnyObject>: @unchecked Sendable {
+    private let lock = Lock()
+    private weak var stored: T?  // Protected by `lock`.
+    var value: T? {
+        get { lock.withLock { stored } }
+        set { lock.withLock { stored = newValue } }
+    }
 }

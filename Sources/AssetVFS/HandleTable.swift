@@ -7,6 +7,8 @@ final class OpenFile: @unchecked Sendable {
     let size: UInt64
     let chunks: [FileChunk]
     let path: String
+    /// Where the bytes served to this open are counted for lineage; set before the handle is published.
+    var tap: LineageTap?
     private let lock = Lock()
     // Protected by `lock`: where the last read ended, to detect sequential reading.
     private var lastEnd: UInt64 = 0

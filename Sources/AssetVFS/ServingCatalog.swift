@@ -42,6 +42,8 @@ final class ServingCatalog: @unchecked Sendable {
         try fresh("version/\(asset)/\(number)") { try inner.version(of: asset, number: number) }
     }
     func tags(of asset: String) throws -> [(name: String, version: Int)] { try fresh("tags/\(asset)") { try inner.tags(of: asset) } }
+    /// Not kept: asked only by `getxattr user.assetfs.inputs`.
+    func lineage(versionID: Int64) throws -> LineageRecord? { try inner.lineage(versionID: versionID) }
     func workspaces(asset: String?) throws -> [WorkspaceInfo] {
         try fresh("workspaces/\(asset ?? "")") { try inner.workspaces(asset: asset) }
     }

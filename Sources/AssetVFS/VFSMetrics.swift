@@ -27,3 +27,13 @@ enum VFSMetrics {
         Counter(label: "assetfs_version_file_opens_total", dimensions: [("asset", $0.asset), ("version", "v\($0.version)")])
     }
 }
+
+/// Lineage recording (Documentation/Lineage.md).
+enum LineageMetrics {
+    static let jobsCreated = Counter(label: "assetfs_lineage_jobs_total")
+    /// Jobs forgotten at the bound while their processes were alive, before they wrote anything.
+    static let jobsDropped = Counter(label: "assetfs_lineage_jobs_dropped_total")
+    /// Requests whose process had exited before its job could be named.
+    static let unattributed = Counter(label: "assetfs_lineage_unattributed_requests_total")
+    static let persistFailures = Counter(label: "assetfs_lineage_persist_failures_total")
+}

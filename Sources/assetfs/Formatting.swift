@@ -1,6 +1,9 @@
 import Foundation
 
 enum Format {
+    /// "1 file", "3 files".
+    static func files(_ n: Int) -> String { n == 1 ? "1 file" : "\(n) files" }
+
     static func bytes(_ n: UInt64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
         var value = Double(n)

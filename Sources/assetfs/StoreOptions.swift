@@ -111,3 +111,18 @@ func parseRef(_ text: String) throws -> Ref {
         throw ValidationError(error.description)
     }
 }
+
+/// `--input REF` on import and commit: inputs declared by hand (Documentation/Lineage.md).
+struct InputOptions: ParsableArguments {
+    @Option(name: .customLong("input"), help: "A version this one was made from, ASSET@vN or ASSET@TAG (repeatable).")
+    var refs: [String] = []
+
+    func validate() throws {
+        for ref in refs { _ = try parseRef(ref) }
+    }
+
+    /// Each REF as the version it names now.
+    func declared(_ repo: Repository) throws -> [LineageInput] {
+        try refs.map { try repo.declaredInput(try parseRef($0)) }
+    }
+}

@@ -22,9 +22,9 @@ struct PostgresMigrationTests {
             let first = try PostgresConnection(url), second = try PostgresConnection(url)
             #expect(failures.all.isEmpty, "\(failures.all)")
             let names = try first.query("SELECT name FROM schema_migrations ORDER BY name").compactMap { $0.first?.text }
-            #expect(names == ["0001-initial", "0002-workspaces", "0003-sessions-and-doomed-packs", "0004-workspace-host"])
+            #expect(names == ["0001-initial", "0002-workspaces", "0003-sessions-and-doomed-packs", "0004-workspace-host", "0005-lineage"])
             try first.migrate()
-            #expect(try first.query("SELECT count(*)::int8 FROM schema_migrations") == [[.int(4)]])
+            #expect(try first.query("SELECT count(*)::int8 FROM schema_migrations") == [[.int(5)]])
 
             try first.query("INSERT INTO schema_migrations VALUES($1, 0)", [.text("9999-from-the-future")])
             let refused = #expect(throws: CatalogError.self) { try second.migrate() }

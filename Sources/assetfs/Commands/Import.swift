@@ -15,11 +15,14 @@ struct Import: ParsableCommand {
     @Option(help: "Tag to point at the new version.") var tag: String?
     @Option(help: "Metadata KEY=VALUE stored with the version (repeatable).") var meta: [String] = []
     @Flag(help: "Re-read every file, even those unchanged since the last import.") var rehash = false
+    @OptionGroup var inputs: InputOptions
+    @Option(help: "Attach what `assetfs run --name NAME` recorded as the version's observed inputs.") var lineageFrom: String?
 
     func validate() throws {
         if let problem = Names.assetProblem(asset) { throw ValidationError(problem) }
         if let tag, let problem = Names.tagProblem(tag) { throw ValidationError(problem) }
         _ = try parseMeta(meta)
+        try inputs.validate()
     }
 
     func run() throws {
@@ -29,6 +32,9 @@ struct Import: ParsableCommand {
         options.tag = tag
         options.meta = try parseMeta(meta)
         options.rehash = rehash
+        var lineage = LineageRecord(inputs: try inputs.declared(repo))
+        if let lineageFrom { lineage.merge(try RunRecords.read(lineageFrom)) }
+        options.lineage = lineage
         if store.showProgress {
             options.progress = { p in
                 ProgressBar.render(done: p.bytesDone, total: p.bytesTotal, files: p.filesDone, filesTotal: p.filesTotal,

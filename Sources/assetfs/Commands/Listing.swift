@@ -42,6 +42,8 @@ struct VersionJSON: Encodable {
     let newBytes: UInt64
     let tags: [String]
     let meta: [String: String]
+    /// `show` only: the version's inputs (Documentation/Lineage.md).
+    var inputs: [LineageInputSummary]?
 
     init(_ v: VersionInfo) {
         asset = v.asset
@@ -92,9 +94,13 @@ struct Show: ParsableCommand {
     @Argument(help: "Reference: ASSET[@vN|@latest|@TAG].") var ref: String
 
     func run() throws {
-        let v = try store.open().catalog.resolve(try parseRef(ref))
+        let catalog = try store.open().catalog
+        let v = try catalog.resolve(try parseRef(ref))
+        let lineage = try catalog.lineage(versionID: v.id) ?? LineageRecord()
         if output.json {
-            try printJSON(VersionJSON(v))
+            var json = VersionJSON(v)
+            json.inputs = lineage.summary
+            try printJSON(json)
             return
         }
         print("""
@@ -113,6 +119,16 @@ struct Show: ParsableCommand {
         if !v.meta.isEmpty {
             print("meta:")
             for item in v.meta { print("  \(item.key)=\(item.value)") }
+        }
+        if !lineage.inputs.isEmpty {
+            print("inputs:")
+            for i in lineage.inputs {
+                let read = i.kind == .declared ? "declared" : "\(Format.files(i.fileCount)) opened, \(Format.bytes(i.bytes)) fetched"
+                print("  \(i.ref)  \(read)\(i.store.map { "  (store \($0))" } ?? "")")
+            }
+        }
+        for job in lineage.jobs {
+            print("made by:  \(LineageGraph.jobTitle(job))  (\(job.user)@\(job.host), \(job.started) .. \(job.ended), \(job.attribution) \(job.pid))")
         }
     }
 }

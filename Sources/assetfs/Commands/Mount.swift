@@ -33,11 +33,14 @@ struct Mount: ParsableCommand {
         `off` counts nothing at all.
         """)
     var metrics: String?
+    @Flag(help: "Record no lineage (which jobs read which versions and wrote into which workspaces; Documentation/Lineage.md).") var noLineage = false
+    @Flag(help: "With -o ro: keep every open visible to lineage (opens and closes go to the daemon again, as on a default mount).") var lineageOpens = false
     @Option(help: "trace, debug, info, notice, warning, error, critical.") var logLevel = "info"
     @Flag(help: .hidden) var syslog = false
 
     func validate() throws {
         if foreground && background { throw ValidationError("choose one of --foreground and --background") }
+        if noLineage && lineageOpens { throw ValidationError("--lineage-opens keeps opens visible to lineage, which --no-lineage turns off: choose one") }
         _ = try parsedOptions()
         if let cacheSize, parseSize(cacheSize) == nil { throw ValidationError("invalid --cache-size '\(cacheSize)': use a number with K, M or G, e.g. 512M") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("invalid --log-level '\(logLevel)'") }
@@ -107,7 +110,9 @@ struct Mount: ParsableCommand {
         let retryLog = LogLimiter()
         let repo = try store.open { [logger] message in retryLog.log(logger, .warning, message) }
         var mountOptions = try parsedOptions()
-        let fs = AssetFileSystem(repo: repo, cacheBytes: cacheSize.flatMap(parseSize) ?? repo.defaultCacheBytes, logger: logger, versionsOnly: mountOptions.readOnly)
+        let fs = AssetFileSystem(repo: repo, cacheBytes: cacheSize.flatMap(parseSize) ?? repo.defaultCacheBytes, logger: logger,
+                                 versionsOnly: mountOptions.readOnly, lineage: !noLineage, lineageSeesOpens: lineageOpens)
+        defer { fs.flushLineage() }  // After the unmount: what writers read last goes to their workspaces.
         if let telemetry {
             // The local socket `assetfs stats --mount` reads. The mount neither needs it nor waits for it (a
             // wait added 50 ms to every mount's start).
@@ -115,7 +120,7 @@ struct Mount: ParsableCommand {
             do {
                 try MountSocket.prepareDirectory()
                 endpoints.append(try MetricsEndpoint.start(.unix(MountSocket.path(forMountpoint: path)), telemetry: telemetry,
-                                                           wait: false, failed: warn))
+                                                           wait: false, routes: LineageControl.routes(fs), failed: warn))
             } catch {
                 warn("\(error)")
             }
@@ -134,6 +139,8 @@ struct Mount: ParsableCommand {
                     "--log-level", logLevel] + (cacheSize.map { ["--cache-size", $0] } ?? []) + store.sharedArguments
         for o in options { args += ["-o", o] }
         if let metrics { args += ["--metrics", metrics] }
+        if noLineage { args.append("--no-lineage") }
+        if lineageOpens { args.append("--lineage-opens") }
         return args
     }
 }

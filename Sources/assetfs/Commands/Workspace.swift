@@ -124,10 +124,12 @@ struct Commit: ParsableCommand {
     @Option(help: "Metadata KEY=VALUE stored with the version (repeatable).") var meta: [String] = []
     @Flag(help: "Keep the workspace open on top of the new version.") var keep = false
     @Flag(help: "Commit even if the asset has a newer version than the workspace's base (parent stays the base).") var allowDiverge = false
+    @OptionGroup var inputs: InputOptions
 
     func validate() throws {
         if let tag, let problem = Names.tagProblem(tag) { throw ValidationError(problem) }
         _ = try parseMeta(meta)
+        try inputs.validate()
     }
 
     func run() throws {
@@ -140,6 +142,11 @@ struct Commit: ParsableCommand {
         options.meta = try parseMeta(meta)
         options.keep = keep
         options.allowDiverge = allowDiverge
+        options.declaredInputs = try inputs.declared(repo)
+        // What the mounts observed the workspace's writers read in their last second is written now.
+        for mountpoint in LineageControl.flushMounts(ofStore: repo.root) {
+            printError("warning: the mount on \(mountpoint) did not answer; its writers' last reads may be missing from the lineage")
+        }
         let version = try WorkspaceCommitter(repo: repo, workspace: ws, options: options).run { printError("warning: \($0)") }
         print("\(version.asset) v\(version.number)")
     }
