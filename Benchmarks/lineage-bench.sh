@@ -51,7 +51,7 @@ results=()
 for mode in lineage no-lineage; do
     extra=()
     [ "$mode" = no-lineage ] && extra=(--no-lineage)
-    "$bin" workspace create model "w-$mode" --from v1 -q >/dev/null
+    "$bin" workspace create model "w-$mode" --from latest -q >/dev/null
     pid=$("$bin" mount "$work/mnt" --background -q "${extra[@]}")
     ls "$work/mnt/data/v1" >/dev/null
     idle=$(rss "$pid")

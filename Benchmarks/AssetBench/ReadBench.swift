@@ -78,7 +78,7 @@ enum ReadBench {
             try FileIO.removeIfPresent(work + "/" + sub)
         }
         for sub in ["logs", "cache", "tiny", "export", "mnt/assetfs", "mnt/assetfs-ro", "mnt/assetfs-nometrics", "mnt/borg", "mnt/restic",
-                    "mnt/assetfs-old", "mnt/assetfs-old-ro"] { try FileIO.makeDirectory(work + "/" + sub) }
+                    "mnt/assetfs-old", "mnt/assetfs-old-ro", "mnt/assetfs-nolineage", "mnt/assetfs-ro-nolineage", "mnt/assetfs-ro-opens"] { try FileIO.makeDirectory(work + "/" + sub) }
         let runner = CommandRunner(logDirectory: work + "/logs", environment: peerEnvironment(work: work))
         let store = work + "/store", src = work + "/src"
 
@@ -209,7 +209,7 @@ enum ReadBench {
         let shards = files.filter { $0.relative.hasPrefix("shards/") }
         guard model.count == 1, !shards.isEmpty else { throw BenchError("the data set has no model/model.bin or no shards/") }
         var results: [String: TargetResult] = [:]
-        for target in targets {
+        for target in targets where target.name == "native" || options.only.map({ $0.contains(target.name) }) ?? true {
             var r = try measure(target, files: files, large: large, plan: plan, runner: runner)
             try measureRows(target, model: model, shards: shards, into: &r)
             results[target.name] = r

@@ -17,6 +17,7 @@ do {
 if options.mode == .read { exit(ReadBench.main(options)) }
 if options.mode == .shared { exit(SharedBench.main(options)) }
 if options.mode == .upload { exit(UploadBench.main(options)) }
+if options.mode == .lineage { exit(LineageCost.main(options)) }
 
 do {
     let work = FileIO.absolute(options.work)

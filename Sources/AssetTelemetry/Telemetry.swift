@@ -69,7 +69,12 @@ public enum MetricsAddress: Sendable, Equatable, CustomStringConvertible {
 
 public struct TelemetryError: Error, CustomStringConvertible {
     public let description: String
-    init(_ description: String) { self.description = description }
+    /// The HTTP status of a request that was answered with one other than 200.
+    public let status: Int?
+    init(_ description: String, status: Int? = nil) {
+        self.description = description
+        self.status = status
+    }
 }
 
 /// An HTTP server answering `GET /metrics` with the registry's exposition (FlyingFox, on its own tasks).
@@ -204,7 +209,9 @@ public enum MountControl {
                 var client = HTTPClient()
                 let request = HTTPRequest(method: HTTPMethod(method), version: .http11, path: path, query: [], headers: [:], body: body)
                 let response = try await client.sendHTTPRequest(request, to: sockaddr_un.unix(path: socket))
-                guard response.statusCode == .ok else { throw TelemetryError("HTTP \(response.statusCode.code)") }
+                guard response.statusCode == .ok else {
+                    throw TelemetryError("HTTP \(response.statusCode.code)", status: response.statusCode.code)
+                }
                 box.finish(.success(try await response.bodyData))
             } catch {
                 box.finish(.failure(error))

@@ -22,9 +22,9 @@ extension AssetFileSystem {
             return handles.add(.workspaceFile(overlay, handle))
         }
         guard flags & O_ACCMODE == O_RDONLY, flags & (O_TRUNC | O_APPEND | O_CREAT) == 0 else { throw VFSError.readOnly }
-        let file = try versionFile(node)
-        if let lineage, let caller, case .file(let asset, let version, let path, _) = node, let job = lineage.job(caller) {
-            file.tap = lineage.opened(job, asset: asset, version: version, path: String(decoding: path, as: UTF8.self))
+        let file = try versionFile(node, inode: inode)
+        if let lineage, let caller, let source = file.source, let job = lineage.job(caller) {
+            file.tap = lineage.opened(job, source)
         }
         return handles.add(.file(file))
     }
@@ -39,17 +39,14 @@ extension AssetFileSystem {
     public func read(inode: UInt64, offset: UInt64, count: Int, caller: Caller? = nil) throws -> ReadBytes {
         let file = try handlelessFiles.value(inode) {
             guard let node = nodes.node(inode) else { throw VFSError.notFound }
-            return try versionFile(node)
+            return try versionFile(node, inode: inode)
         }
         let bytes = try read(file, offset: offset, count: count)
-        if let lineage, let caller, case .file(let asset, let version, let path, _)? = nodes.node(inode) {
-            lineage.servedWithoutOpen(caller, asset: asset, version: version, path: String(decoding: path, as: UTF8.self),
-                                      bytes: bytes.count)
-        }
+        if let lineage, let caller, let source = file.source { lineage.servedWithoutOpen(caller, source, bytes: bytes.count) }
         return bytes
     }
 
-    private func versionFile(_ node: Node) throws -> OpenFile {
+    private func versionFile(_ node: Node, inode: UInt64) throws -> OpenFile {
         guard case .file(let asset, let version, let path, let entry) = node, let fileID = entry.fileID else {
             throw VFSError.isDirectory
         }
@@ -57,7 +54,7 @@ extension AssetFileSystem {
         let chunks = try chunkLists.value(fileID) { try catalog.fileChunks(fileID) }
         VFSMetrics.versionFileOpened(asset: asset, version: version)
         return OpenFile(fileID: fileID, size: entry.size, chunks: chunks,
-                        path: "\(asset)/v\(version)/\(String(decoding: path, as: UTF8.self))")
+                        source: LineageSource(inode: inode, asset: asset, version: version, path: path))
     }
 
     public func release(_ handle: UInt64) {

@@ -6,18 +6,26 @@ final class OpenFile: @unchecked Sendable {
     let fileID: Int64
     let size: UInt64
     let chunks: [FileChunk]
-    let path: String
+    /// A version file's place (nil for the stored files under workspaces).
+    let source: LineageSource?
+    private let label: String?
+    /// For messages: ASSET/vN/PATH, or what the creator named it. Made when asked, not at every open.
+    var path: String {
+        if let source { return "\(source.asset)/v\(source.version)/\(String(decoding: source.path, as: UTF8.self))" }
+        return label ?? "file \(fileID)"
+    }
     /// Where the bytes served to this open are counted for lineage; set before the handle is published.
     var tap: LineageTap?
     private let lock = Lock()
     // Protected by `lock`: where the last read ended, to detect sequential reading.
     private var lastEnd: UInt64 = 0
 
-    init(fileID: Int64, size: UInt64, chunks: [FileChunk], path: String) {
+    init(fileID: Int64, size: UInt64, chunks: [FileChunk], path: String? = nil, source: LineageSource? = nil) {
         self.fileID = fileID
         self.size = size
         self.chunks = chunks
-        self.path = path
+        self.label = path
+        self.source = source
     }
 
     /// Records a read and says whether it continues the previous one.

@@ -31,8 +31,10 @@ enum VFSMetrics {
 /// Lineage recording (Documentation/Lineage.md).
 enum LineageMetrics {
     static let jobsCreated = Counter(label: "assetfs_lineage_jobs_total")
-    /// Jobs forgotten at the bound while their processes were alive, before they wrote anything.
+    /// Jobs forgotten at the hard cap (8x the bound) while their processes were alive, before they wrote anything.
     static let jobsDropped = Counter(label: "assetfs_lineage_jobs_dropped_total")
+    /// Live jobs whose file lists were folded into per-version counts at the file bound.
+    static let jobsSummarised = Counter(label: "assetfs_lineage_jobs_summarised_total")
     /// Requests whose process had exited before its job could be named.
     static let unattributed = Counter(label: "assetfs_lineage_unattributed_requests_total")
     static let persistFailures = Counter(label: "assetfs_lineage_persist_failures_total")

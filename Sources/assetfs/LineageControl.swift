@@ -53,7 +53,11 @@ enum LineageControl {
         var silent: [String] = []
         for mountpoint in MountTable.mounts(ofStore: root) {
             let socket = MountSocket.path(forMountpoint: mountpoint)
-            do { _ = try MountControl.request(unixSocket: socket, method: "POST", path: "/lineage/flush", timeout: 10) } catch {
+            do {
+                _ = try MountControl.request(unixSocket: socket, method: "POST", path: "/lineage/flush", timeout: 10)
+            } catch let error as TelemetryError where error.status == offAnswer.0 {
+                continue  // --no-lineage: nothing to flush.
+            } catch {
                 silent.append(mountpoint)
             }
         }

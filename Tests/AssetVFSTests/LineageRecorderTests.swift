@@ -57,6 +57,13 @@ private func recorder(_ procs: FakeProcesses, _ sink: Sink, limits: LineageRecor
 
 private func caller(_ pid: Int32) -> Caller { Caller(pid: pid, uid: 0, gid: 0) }
 
+/// A version file; its inode is made from its name, as the mount's deterministic numbers would be.
+private func source(_ asset: String, _ version: Int, _ path: String) -> LineageSource {
+    var h: UInt64 = 1469598103934665603
+    for b in "\(asset)@\(version)/\(path)".utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
+    return LineageSource(inode: h, asset: asset, version: version, path: Array(path.utf8))
+}
+
 @Suite("LineageRecorder: jobs, writers and bounds")
 struct LineageRecorderTests {
     @Test("a process group's reads become inputs of the workspace it writes; a bystander's do not")
@@ -67,10 +74,10 @@ struct LineageRecorderTests {
         for worker in Int32(101)...104 { procs.add(worker, group: 100) }  // multiprocessing workers: same group
         procs.add(200, group: 200, command: ["cat"])  // bystander
         for (i, pid) in [Int32(101), 102, 103, 104].enumerated() {
-            let tap = r.opened(try #require(r.job(caller(pid))), asset: "data", version: 2, path: "part-\(i)")
+            let tap = r.opened(try #require(r.job(caller(pid))), source("data", 2, "part-\(i)"))
             r.served(tap, bytes: 1000 + i)
         }
-        r.served(r.opened(try #require(r.job(caller(200))), asset: "data", version: 3, path: "x"), bytes: 5)
+        r.served(r.opened(try #require(r.job(caller(200))), source("data", 3, "x")), bytes: 5)
         r.wrote(caller(100), workspace: 7)
         let record = sink.merged(7)
         #expect(record.inputs.map(\.ref) == ["data@v2"])
@@ -82,7 +89,7 @@ struct LineageRecorderTests {
         #expect(record.inputs.first?.store == "/store")
 
         // Read after the write: written at the next flush.
-        let tap = r.opened(try #require(r.job(caller(101))), asset: "labels", version: 5, path: "labels.csv")
+        let tap = r.opened(try #require(r.job(caller(101))), source("labels", 5, "labels.csv"))
         r.served(tap, bytes: 10)
         #expect(sink.merged(7).inputs.count == 1)
         r.flush()
@@ -108,8 +115,8 @@ struct LineageRecorderTests {
         r.beginRun(session: 400, id: "RUN-1", name: "r1", command: ["sh", "job.sh"], startedNs: 5)
         let a = try #require(r.job(caller(400))), b = try #require(r.job(caller(401)))
         #expect(a === b)
-        r.served(r.opened(a, asset: "data", version: 1, path: "f"), bytes: 3)
-        r.served(r.opened(b, asset: "data", version: 1, path: "g"), bytes: 4)
+        r.served(r.opened(a, source("data", 1, "f")), bytes: 3)
+        r.served(r.opened(b, source("data", 1, "g")), bytes: 4)
         let record = try #require(r.endRun(session: 400))
         #expect(record.jobs.map(\.id) == ["RUN-1"])
         #expect(record.jobs.first?.name == "r1")
@@ -133,22 +140,23 @@ struct LineageRecorderTests {
         var limits = LineageRecorder.Limits()
         limits.jobs = 256
         limits.filesPerJob = 1000
+        limits.files = 8000
         let r = recorder(procs, sink, limits: limits)
         // A long-lived writer that reads 3,000 files: 1,000 listed, the rest counted.
         procs.add(9, group: 9, command: ["train"])
         r.wrote(caller(9), workspace: 1)
         let writer = try #require(r.job(caller(9)))
-        for f in 0..<3000 { r.served(r.opened(writer, asset: "data", version: 2, path: "f\(f)"), bytes: 1) }
+        for f in 0..<3000 { r.served(r.opened(writer, source("data", 2, "f\(f)")), bytes: 1) }
         // 5,000 short-lived readers, 40 files each, each exiting after its reads.
         for p in Int32(1000)..<6000 {
             procs.add(p, group: p)
             let job = try #require(r.job(caller(p)))
-            for f in 0..<40 { _ = r.opened(job, asset: "data", version: 3, path: "g\(Int(p) * 40 + f)") }
+            for f in 0..<40 { _ = r.opened(job, source("data", 3, "g\(Int(p) * 40 + f)")) }
             procs.kill(group: p)
         }
         let tracked = r.tracked
         #expect(tracked.jobs <= limits.jobs, "\(tracked)")
-        #expect(tracked.files <= limits.jobs * 40 + limits.filesPerJob, "\(tracked)")
+        #expect(tracked.files <= limits.files, "\(tracked)")
         #expect(tracked.threads <= limits.pids)
         r.flush()
         let record = sink.merged(1)
@@ -159,6 +167,20 @@ struct LineageRecorderTests {
         #expect(input.fileCount == 3000)
         #expect(input.bytes == 3000)
         #expect(input.opens == 3000)
+
+        // Live jobs that hold the whole file bound keep their versions as counts; a job that writes later
+        // still has every asset@version it read.
+        let crowd = recorder(procs, sink, limits: limits)
+        for p in Int32(7000)..<7009 {
+            procs.add(p, group: p)
+            let job = try #require(crowd.job(caller(p)))
+            for f in 0..<1000 { crowd.served(crowd.opened(job, source("data", 4, "h\(p)-\(f)")), bytes: 3) }
+        }
+        #expect(crowd.tracked.files <= limits.files, "\(crowd.tracked)")
+        #expect(crowd.tracked.jobs == 9, "live jobs are summarised, not dropped")
+        crowd.wrote(caller(7000), workspace: 2)
+        let kept = try #require(sink.merged(2).inputs.first)
+        #expect(kept.ref == "data@v4" && kept.fileCount == 1000 && kept.bytes == 3000 && kept.opens == 1000, "\(kept)")
     }
 
     @Test("merging records sums per file and keeps the file bound")

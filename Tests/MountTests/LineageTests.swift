@@ -229,7 +229,7 @@ struct LineageTests {
     }
 
     @Test("a commit whose lineage cannot be written creates nothing; the workspace stays")
-    func commitIsAtomic() throws {
+    func commitWithUnwritableLineageCreatesNothing() throws {
         let fx = try MountFixture("lineage-atomic", backstop: 120)
         defer { fx.close() }
         try Self.importVersions(fx, "data", count: 1, files: ["a.bin"])

@@ -15,6 +15,8 @@ import Glibc
 public final class LineageRecorder: @unchecked Sendable {
     public struct Limits: Sendable {
         public var filesPerJob = LineageLimits.filesPerInput
+        /// Files listed across all jobs; past it (after dropping what can go), new files are counted only.
+        public var files = 100_000
         public var jobs = 2048
         public var pids = 8192
         public var pidTTLNs: Int64 = 1_000_000_000
@@ -38,12 +40,19 @@ public final class LineageRecorder: @unchecked Sendable {
     private var runs: [Int32: RunRegistration] = [:]
     private var dirtyJobs: [ObjectIdentifier: Job] = [:]
     private var droppedJobs = 0
+    /// Files listed, over every job in `jobs`.
+    private var listedFiles = 0
+    /// When the next trim runs (see `trimJobs`).
+    private var jobTrimAt: Int
+    private var fileTrimAt: Int
     private var failureLogged = false
 
     public init(inspector: ProcessInspector = ProcfsInspector(), limits: Limits = Limits(), host: String, store: String,
                 logger: Logger, persist: @escaping Persist) {
         self.inspector = inspector
         self.store = store
+        self.jobTrimAt = limits.jobs
+        self.fileTrimAt = limits.files
         self.limits = limits
         self.host = host
         self.logger = logger
@@ -87,7 +96,7 @@ public final class LineageRecorder: @unchecked Sendable {
             let started = run?.startedNs ?? (key.isCgroup ? nil : inspector.startNs(of: leader)) ?? now
             let info = LineageJob(id: run?.id ?? UUID().uuidString, attribution: key.attribution, name: run?.name,
                                   pid: key.isCgroup ? caller.pid : leader, command: cut, commandTruncated: truncated,
-                                  uid: caller.uid, user: Self.userName(caller.uid), host: host,
+                                  uid: caller.uid, user: "", host: host,
                                   started: LineageJob.iso(started), ended: LineageJob.iso(now), cgroup: facts.cgroup,
                                   container: facts.container)
             job = Job(key: key, info: info, nowNs: now)
@@ -97,7 +106,7 @@ public final class LineageRecorder: @unchecked Sendable {
             if jobs[key] == nil {
                 jobs[key] = settled
                 LineageMetrics.jobsCreated.increment()
-                if jobs.count > limits.jobs { trimJobs() }
+                if jobs.count > jobTrimAt { trimJobs() }
             }
             settled.lastNs = now
             if threads.count >= limits.pids { trimThreads(now) }
@@ -107,43 +116,60 @@ public final class LineageRecorder: @unchecked Sendable {
     }
 
     /// Records an open of a version file; the returned tap counts the bytes served to it.
-    func opened(_ job: Job, asset: String, version: Int, path: String) -> LineageTap {
+    func opened(_ job: Job, _ source: LineageSource) -> LineageTap {
         lock.withLock {
-            let key = InputKey(asset: asset, version: version)
-            let input = job.inputs[key] ?? { let i = InputTally(); job.inputs[key] = i; return i }()
-            let tally: FileTally
-            if let existing = input.files[path] {
-                tally = existing
-            } else if job.fileCount < limits.filesPerJob {
-                tally = FileTally()
-                input.files[path] = tally
-                job.fileCount += 1
-            } else {
-                tally = input.omitted
-                input.omittedOpens += 1
-            }
-            tally.opens += 1
+            let tally = tallyLocked(job, source, opening: true)
             markChanged(job)
             return LineageTap(job: job, tally: tally)
         }
     }
 
+    /// The file's tally in the job (created, or its version's count past the bounds). Under `lock`. Files are
+    /// found by inode (a version file's inode number names its asset, version and path for the mount's life),
+    /// so a repeated open costs one integer lookup.
+    private func tallyLocked(_ job: Job, _ source: LineageSource, opening: Bool) -> FileTally {
+        if let existing = job.files[source.inode] {
+            if opening { existing.tally.opens += 1 }
+            return existing.tally
+        }
+        if listedFiles >= fileTrimAt { trimJobs() }
+        let tally: FileTally
+        if job.files.count < limits.filesPerJob && listedFiles < limits.files {
+            tally = FileTally()
+            job.files[source.inode] = (source, tally)
+            listedFiles += 1
+        } else {
+            let summary = job.omitted[InputKey(asset: source.asset, version: source.version)] ?? {
+                let s = OmittedTally()
+                job.omitted[InputKey(asset: source.asset, version: source.version)] = s
+                return s
+            }()
+            summary.files += 1
+            tally = summary.tally
+        }
+        tally.opens += 1
+        return tally
+    }
+
     func served(_ tap: LineageTap, bytes: Int) {
         guard bytes > 0 else { return }
+        let now = Clock.nowNanoseconds()
         lock.withLock {
             tap.tally.bytes += UInt64(bytes)
+            tap.job.lastNs = now
             markChanged(tap.job)
         }
     }
 
     /// A read that arrived without an open (an `-o ro` mount): counted as an open of the file the first time.
-    func servedWithoutOpen(_ caller: Caller, asset: String, version: Int, path: String, bytes: Int) {
+    func servedWithoutOpen(_ caller: Caller, _ source: LineageSource, bytes: Int) {
         guard let job = job(caller) else { return }
-        let known = lock.withLock { job.inputs[InputKey(asset: asset, version: version)]?.files[path] }
-        if let known {
-            served(LineageTap(job: job, tally: known), bytes: bytes)
-        } else {
-            served(opened(job, asset: asset, version: version, path: path), bytes: bytes)
+        let now = Clock.nowNanoseconds()
+        lock.withLock {
+            let tally = tallyLocked(job, source, opening: false)
+            tally.bytes += UInt64(max(0, bytes))
+            job.lastNs = now
+            markChanged(job)
         }
     }
 
@@ -216,7 +242,7 @@ public final class LineageRecorder: @unchecked Sendable {
         guard let job else { return nil }
         flush(only: job)
         return lock.withLock {
-            jobs[.run(session)] = nil  // Written to every workspace it wrote into, just above.
+            if jobs.removeValue(forKey: .run(session)) != nil { listedFiles -= job.fileCount }  // Written where it wrote, just above.
             return job.record(store: store)
         }
     }
@@ -225,12 +251,16 @@ public final class LineageRecorder: @unchecked Sendable {
 
     // MARK: Bounds
 
-    /// Drops jobs whose processes are gone (their record is already written where they wrote), then the least
-    /// recently active jobs that never wrote, until a quarter of the table is free. Under `lock`.
+    /// Brings the tables back under their bounds (Documentation/Lineage.md), in this order: jobs whose processes
+    /// are gone are dropped (a writer's record is already in its workspace); live jobs that never wrote, least
+    /// recently active first, keep per-version counts instead of file lists; and past the hard cap on jobs
+    /// (8x the bound) the least recently active jobs that never wrote are dropped. The next trim waits until a
+    /// quarter of the bound has been added again, so a table that cannot shrink costs no scan per request.
+    /// Under `lock`.
     private func trimJobs() {
-        let target = limits.jobs * 3 / 4
+        let jobTarget = limits.jobs * 3 / 4, fileTarget = limits.files * 3 / 4
         var gone = Set<ObjectIdentifier>()
-        for (key, job) in jobs where jobs.count > target && !job.isRun && !job.changedWriter {
+        for (key, job) in jobs where (jobs.count > jobTarget || listedFiles > fileTarget) && !job.isRun && !job.changedWriter {
             let alive: Bool
             switch key {
             case .processGroup(let pgid, _): alive = inspector.groupAlive(pgid)
@@ -239,19 +269,26 @@ public final class LineageRecorder: @unchecked Sendable {
             }
             if !alive { drop(key, into: &gone) }
         }
-        if jobs.count > target {
-            let idle = jobs.filter { !$0.value.isRun && $0.value.writes.isEmpty }.sorted { $0.value.lastNs < $1.value.lastNs }
-            for (key, _) in idle.prefix(jobs.count - target) {
-                drop(key, into: &gone)
+        let idle = jobs.values.filter { !$0.isRun && $0.writes.isEmpty }.sorted { $0.lastNs < $1.lastNs }
+        for job in idle where listedFiles > fileTarget && job.fileCount > 0 {
+            listedFiles -= job.summarise()
+            LineageMetrics.jobsSummarised.increment()
+        }
+        if jobs.count > limits.jobs * 8 {
+            for job in idle where jobs.count > jobTarget * 8 {
+                drop(job.key, into: &gone)
                 droppedJobs += 1
                 LineageMetrics.jobsDropped.increment()
             }
         }
+        jobTrimAt = max(limits.jobs, jobs.count + limits.jobs / 4)
+        fileTrimAt = max(limits.files, listedFiles + limits.files / 4)
         threads = threads.filter { !gone.contains(ObjectIdentifier($0.value.job)) }
     }
 
     private func drop(_ key: JobKey, into gone: inout Set<ObjectIdentifier>) {
         guard let job = jobs.removeValue(forKey: key) else { return }
+        listedFiles -= job.fileCount
         dirtyJobs[ObjectIdentifier(job)] = nil
         gone.insert(ObjectIdentifier(job))
     }
@@ -296,6 +333,16 @@ enum JobKey: Hashable {
     var isCgroup: Bool { if case .cgroup = self { return true } else { return false } }
 }
 
+/// A version file as lineage names it.
+struct LineageSource: Sendable {
+    /// The mount's inode number of the file: the same for the same asset, version and path.
+    let inode: UInt64
+    let asset: String
+    let version: Int
+    /// Below the version's root (decoded as UTF-8 only when a record is written).
+    let path: [UInt8]
+}
+
 struct InputKey: Hashable {
     let asset: String
     let version: Int
@@ -306,8 +353,10 @@ final class Job {
     let key: JobKey
     var info: LineageJob
     var lastNs: Int64
-    var inputs: [InputKey: InputTally] = [:]
-    var fileCount = 0
+    /// Files listed, by inode.
+    var files: [UInt64: (source: LineageSource, tally: FileTally)] = [:]
+    /// Per version: what was read past the bounds (counts only).
+    var omitted: [InputKey: OmittedTally] = [:]
     /// Workspaces it wrote into.
     var writes = Set<Int64>()
     /// Something was read since the last write to its workspaces.
@@ -319,29 +368,50 @@ final class Job {
         self.lastNs = nowNs
     }
 
+    var fileCount: Int { files.count }
     var isRun: Bool { if case .run = key { return true } else { return false } }
+
+    /// Folds the file lists into per-version counts; returns how many listed files that freed.
+    func summarise() -> Int {
+        let freed = files.count
+        for (source, tally) in files.values {
+            let key = InputKey(asset: source.asset, version: source.version)
+            let summary = omitted[key] ?? { let s = OmittedTally(); omitted[key] = s; return s }()
+            summary.files += 1
+            summary.tally.opens += tally.opens
+            summary.tally.bytes += tally.bytes
+        }
+        files.removeAll()
+        return freed
+    }
     var changedWriter: Bool { changed && !writes.isEmpty }
 
     func record(store: String) -> LineageRecord {
         var job = info
         job.ended = LineageJob.iso(lastNs)
-        let observed = inputs.map { key, tally -> LineageInput in
-            let files = tally.files.map { LineageFile(path: $0.key, bytes: $0.value.bytes, opens: $0.value.opens) }
-                .sorted { $0.path < $1.path }
+        // Named here, not when the job is first seen: the password database may be slow to load.
+        if job.user.isEmpty { info.user = LineageRecorder.userName(job.uid); job.user = info.user }
+        var listed: [InputKey: [LineageFile]] = [:]
+        for (source, tally) in files.values {
+            listed[InputKey(asset: source.asset, version: source.version), default: []]
+                .append(LineageFile(path: String(decoding: source.path, as: UTF8.self), bytes: tally.bytes, opens: tally.opens))
+        }
+        let observed = Set(listed.keys).union(omitted.keys).map { key -> LineageInput in
+            let files = (listed[key] ?? []).sorted { $0.path < $1.path }
+            let rest = omitted[key]
             return LineageInput(asset: key.asset, version: key.version, kind: .observed, store: store, files: files,
-                                filesOmitted: tally.omittedOpens,
-                                bytes: files.reduce(tally.omitted.bytes) { $0 + $1.bytes },
-                                opens: files.reduce(tally.omitted.opens) { $0 + $1.opens }, jobs: [info.id])
+                                filesOmitted: rest?.files ?? 0,
+                                bytes: files.reduce(rest?.tally.bytes ?? 0) { $0 + $1.bytes },
+                                opens: files.reduce(rest?.tally.opens ?? 0) { $0 + $1.opens }, jobs: [info.id])
         }.sorted { ($0.asset, $0.version) < ($1.asset, $1.version) }
         return LineageRecord(inputs: observed, jobs: [job])
     }
 }
 
-final class InputTally {
-    var files: [String: FileTally] = [:]
-    /// Opens and bytes past the job's file bound.
-    let omitted = FileTally()
-    var omittedOpens = 0
+/// Files of one version read past the bounds: how many, and their opens and bytes.
+final class OmittedTally {
+    var files = 0
+    let tally = FileTally()
 }
 
 final class FileTally {

@@ -148,6 +148,8 @@ struct RunCommand: ParsableCommand {
                 _ = try MountControl.request(unixSocket: MountSocket.path(forMountpoint: mount.mountpoint), method: "POST",
                                              path: "/lineage/runs/begin", body: try JSONEncoder().encode(begin))
                 asked.append(mount.mountpoint)
+            } catch let error as TelemetryError where error.status == LineageControl.offAnswer.0 {
+                silent.append((mount.mountpoint, "it records no lineage: --no-lineage"))
             } catch {
                 silent.append((mount.mountpoint, "\(error)"))
             }
