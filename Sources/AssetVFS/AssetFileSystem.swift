@@ -17,7 +17,7 @@ public final class AssetFileSystem: @unchecked Sendable {
     public let repo: Repository
     /// The catalog as the mount asks it: immutable answers remembered, the last answers served while it is down.
     let catalog: ServingCatalog
-    let nodes = NodeTable()
+    let nodes: NodeTable
     public let cache: ChunkCache
     let logger: Logger
     let handles = HandleTable()
@@ -53,6 +53,7 @@ public final class AssetFileSystem: @unchecked Sendable {
     public init(repo: Repository, cacheBytes: Int, logger: Logger, versionsOnly: Bool = false, lineage: Bool = false,
                 lineageSeesOpens: Bool = false, inspector: ProcessInspector = ProcfsInspector()) {
         self.kernelOpens = versionsOnly && !(lineage && lineageSeesOpens)
+        self.nodes = NodeTable(filesPerVersion: lineage)
         self.repo = repo
         self.catalog = ServingCatalog(repo.catalog, logger: logger)
         // `cacheBytes` is all the memory for bytes read: segments of packs being read in order come out of it.
@@ -199,7 +200,7 @@ public final class AssetFileSystem: @unchecked Sendable {
     }
 
     func attributes(of node: Node) throws -> Attributes {
-        let inode = node.inode
+        let inode = nodes.inode(of: node)
         switch node {
         case .root:
             let count = try catalog.assets().count

@@ -21,9 +21,11 @@ public enum InodeNumber {
         case assetLink(asset: String, name: String)  // `latest` and tags
         case versionRoot(asset: String, version: Int)
         case directory(asset: String, version: Int, path: [UInt8])
-        /// Files are named by path, content and attributes, not by version: an unchanged file keeps its inode,
-        /// so jobs reading neighbouring versions share the page cache.
-        case file(asset: String, path: [UInt8], fileID: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtimeNs: Int64)
+        /// Files are named by path, content and attributes, not by version (`version` nil): an unchanged file
+        /// keeps its inode, so jobs reading neighbouring versions share the page cache. A mount that records
+        /// lineage names them by version too: an open carries only the inode, and lineage must know which
+        /// version the job opened (Documentation/Lineage.md).
+        case file(asset: String, version: Int?, path: [UInt8], fileID: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtimeNs: Int64)
         case symlink(asset: String, version: Int, path: [UInt8])
         case workspacesDirectory(asset: String)
         /// A node of a writable workspace, by the workspace's own inode number.
@@ -43,8 +45,9 @@ public enum InodeNumber {
         case .assetLink(let a, let n): add("link"); add(a); add(n)
         case .versionRoot(let a, let v): add("version"); add(a); add(Int64(v))
         case .directory(let a, let v, let p): add("dir"); add(a); add(Int64(v)); add(p)
-        case .file(let a, let p, let f, let m, let u, let g, let t):
+        case .file(let a, let v, let p, let f, let m, let u, let g, let t):
             add("file"); add(a); add(p); add(f); add(Int64(m)); add(Int64(u)); add(Int64(g)); add(t)
+            if let v { add("version"); add(Int64(v)) }
         case .symlink(let a, let v, let p): add("symlink"); add(a); add(Int64(v)); add(p)
         case .workspacesDirectory(let a): add("workspaces"); add(a)
         case .workspaceNode(let w, let l): add("workspace-node"); add(w); add(Int64(bitPattern: l))

@@ -273,17 +273,50 @@ struct LineageTests {
         try fx.unmount()
     }
 
-    /// What `assetfs run` recorded of `path` through the mount: files of data@v1 it opened.
-    static func runReads(_ fx: MountFixture, _ path: String, _ name: String) throws -> [String] {
+    @Test("a file unchanged between versions is recorded under the version the job opened, whoever looked it up first")
+    func unchangedFileNamesItsVersion() throws {
+        let fx = try MountFixture("lineage-same-file", backstop: 120)
+        defer { fx.close() }
+        let shared = randomBytes(50_000, seed: 7)
+        for v in 1...2 {
+            let dir = fx.scratchPath("data")
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try Data(shared).write(to: URL(fileURLWithPath: dir + "/same.bin"))  // identical in v1 and v2, same mtime below
+            try setMtime(dir + "/same.bin", 1_700_000_000)
+            try Data(randomBytes(1000, seed: UInt64(v))).write(to: URL(fileURLWithPath: dir + "/own.bin"))
+            #expect(try fx.importVersion("data", from: dir) == v)
+        }
+        try fx.mount()
+        // v1's path is looked up (the kernel keeps the name), then v2's; then a job opens v1's through the kept
+        // name, so the daemon sees only the open. With one inode for both, that open named v2.
+        #expect(fx.run(["/bin/cat", fx.path("data/v1/same.bin")]).succeeded)
+        #expect(fx.run(["/bin/cat", fx.path("data/v2/same.bin")]).succeeded)
+        let record = try Self.runRecord(fx, fx.path("data/v1/same.bin"), "v1-reader")
+        #expect(record.inputs.map { "\($0.asset)@v\($0.version)" } == ["data@v1"])
+        #expect(record.inputs.first?.files.map(\.path) == ["same.bin"])
+        try fx.unmount()
+    }
+
+    struct RunRecord: Decodable {
+        struct Input: Decodable {
+            let asset: String
+            let version: Int
+            let files: [Graph.File]
+        }
+        let inputs: [Input]
+    }
+
+    /// `assetfs run --name NAME -- cat PATH`: what it recorded through the mount.
+    static func runRecord(_ fx: MountFixture, _ path: String, _ name: String) throws -> RunRecord {
         let runs = fx.scratchPath("runs")
         let r = fx.run([Paths.assetfs, "run", "-q", "--name", name, "--", "/bin/cat", path], environment: ["ASSETFS_RUNS_DIR": runs])
         guard r.succeeded else { throw TestFailure("\(r)") }
-        struct Record: Decodable {
-            struct Input: Decodable { let files: [Graph.File] }
-            let inputs: [Input]
-        }
-        let record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: URL(fileURLWithPath: runs + "/\(name).json")))
-        return record.inputs.flatMap { $0.files.map(\.path) }
+        return try JSONDecoder().decode(RunRecord.self, from: Data(contentsOf: URL(fileURLWithPath: runs + "/\(name).json")))
+    }
+
+    /// The paths of the files the run opened.
+    static func runReads(_ fx: MountFixture, _ path: String, _ name: String) throws -> [String] {
+        try runRecord(fx, path, name).inputs.flatMap { $0.files.map(\.path) }
     }
 
     @Test("-o ro sees a file only while its pages are not cached; --lineage-opens sees every open; --no-lineage nothing")

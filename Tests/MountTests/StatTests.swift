@@ -72,12 +72,12 @@ struct StatTests {
         try f.unmount()
     }
 
-    @Test("inode numbers: shared by unchanged files across versions, distinct within a version, stable across remounts", arguments: StoreBackend.allCases)
+    @Test("inode numbers: shared by unchanged files across versions (--no-lineage), distinct within a version, stable across remounts; per version where lineage is recorded", arguments: StoreBackend.allCases)
     func inodes(backend: StoreBackend) throws {
         let f = try MountFixture("inodes-\(backend)", backend: backend)
         defer { f.close() }
         let data = try StandardData.create(in: f)
-        try f.mount()
+        try f.mount(arguments: ["--no-lineage"])
 
         func inodes() throws -> [String: UInt64] {
             try f.io("collect inodes") {
@@ -120,10 +120,24 @@ struct StatTests {
         // Same numbers after unmount + remount (a new daemon process).
         let firstPid = f.daemonPID
         try f.unmount()
-        let secondPid = try f.mount()
+        let secondPid = try f.mount(arguments: ["--no-lineage"])
         #expect(firstPid != secondPid)
         let second = try inodes()
         #expect(second == first, "inode numbers changed across a remount: \(second.filter { first[$0.key] != $0.value }.keys.sorted())")
+        try f.unmount()
+
+        // Recording lineage (the default), an open must name its version: unchanged files differ by version,
+        // and the numbers are stable across remounts too.
+        try f.mount()
+        let recording = try inodes()
+        for unchanged in ["big.bin", "other.bin", "labels.csv", "sub/deep/table.csv", "empty.txt"] {
+            #expect(recording["data/v1/\(unchanged)"] != recording["data/v2/\(unchanged)"], "\(unchanged) in v1 and v2 share an inode")
+        }
+        let all = Array(recording.values)
+        #expect(Set(all).count == all.count, "duplicate inode numbers in the namespace")
+        try f.unmount()
+        try f.mount()
+        #expect(try inodes() == recording, "inode numbers changed across a remount with lineage")
         try f.unmount()
     }
 }
