@@ -16,7 +16,9 @@ for v in 1 2 3; do
     mkdir -p "$WORK/snap"
     cp -a "$WORK/dataset" "$WORK/snap/v$v"  # what each version must look like
 done
-mount_assets
+# --no-lineage: browsing history records nothing, and an unchanged file keeps one inode across versions (a
+# mount that records lineage numbers each version's files apart: Documentation/Lineage.md).
+mount_assets --no-lineage
 D="$MNT/data"
 # Output with the mount's and the snapshots' prefixes removed, so that the two can be compared.
 strip() { sed -e "s|$D/||g" -e "s|$WORK/snap/||g"; }
