@@ -302,13 +302,15 @@ public final class AssetFileSystem: @unchecked Sendable {
     public static let rootAttribute = "user.assetfs.root"
     /// The version's inputs (Documentation/Lineage.md), compact JSON; `[]` when none is recorded.
     public static let inputsAttribute = "user.assetfs.inputs"
+    /// The version's metadata, compact JSON with numbers as numbers (what `show --json` prints as `meta`).
+    public static let metaAttribute = "user.assetfs.meta"
 
     /// `uid`: the caller's. `trusted.*` names are listed to root only, as ext4 lists them only to callers with
     /// CAP_SYS_ADMIN (the kernel filters nothing in a FUSE file system's list).
     public func extendedAttributeNames(_ inode: UInt64, uid: UInt32 = 0) throws -> [String] {
         switch nodes.node(inode) {
         case .file?: return [Self.sha256Attribute]
-        case .versionRoot?: return [Self.versionAttribute, Self.rootAttribute, Self.inputsAttribute]
+        case .versionRoot?: return [Self.versionAttribute, Self.rootAttribute, Self.inputsAttribute, Self.metaAttribute]
         case .workspace(let id, let local, let parent, let name)?:
             let overlay = try self.overlay(id)
             let n = try resolveWorkspace(id, local, parent: parent, name: name)
@@ -333,6 +335,11 @@ public final class AssetFileSystem: @unchecked Sendable {
             return Array(try catalog.file(e.fileID ?? -1).hash.hex.utf8)
         case (.versionRoot(let asset, let version, _, _, _)?, Self.versionAttribute):
             return Array("\(asset)@v\(version)".utf8)
+        case (.versionRoot(let asset, let version, _, _, _)?, Self.metaAttribute):
+            guard let info = try catalog.version(of: asset, number: version) else { throw VFSError.notFound }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return Array(try encoder.encode(info.typedMeta))
         case (.versionRoot(let asset, let version, _, _, _)?, Self.inputsAttribute):
             guard let info = try catalog.version(of: asset, number: version) else { throw VFSError.notFound }
             return Array((try catalog.lineage(versionID: info.id) ?? LineageRecord()).summaryJSON.utf8)

@@ -126,3 +126,24 @@ struct InputOptions: ParsableArguments {
         try refs.map { try repo.declaredInput(try parseRef($0)) }
     }
 }
+
+/// `--meta-file FILE` and `--metrics-from PATH` on import (issue 19): metadata from a JSON file.
+struct MetaFileOptions: ParsableArguments {
+    @Option(help: "A JSON file of metrics or parameters, flattened to dotted keys (val.loss=0.3) and stored as metadata.")
+    var metaFile: String?
+    @Option(help: "A JSON file inside the imported directory (e.g. metrics.json) to take metadata from, like --meta-file.")
+    var metricsFrom: String?
+
+    /// The items of both, `--meta-file` first; `root` is the directory being imported.
+    func items(root: String) throws -> [MetaItem] {
+        var out: [MetaItem] = []
+        if let metaFile { out += try MetaFile.items(file: metaFile) }
+        if let metricsFrom {
+            guard !metricsFrom.hasPrefix("/"), !metricsFrom.split(separator: "/").contains("..") else {
+                throw RepositoryError(.usage, "--metrics-from names a file inside the imported directory, e.g. metrics.json; got \(metricsFrom)")
+            }
+            out += try MetaFile.items(file: root + "/" + metricsFrom)
+        }
+        return out
+    }
+}

@@ -65,6 +65,7 @@ struct GlobalOptionTests {
                 Step(args: ["workspace", "discard", "data/scratch"]),
                 Step(args: ["commit", "data/exp", "-m", "unchanged"]),
                 Step(args: ["lineage", "data@v2"]),
+                Step(args: ["meta", "data", "--csv"]),
                 Step(args: ["lineage", "--downstream", "data@v2", "--json"]),
                 Step(args: ["run", "--name", "{dir}/run1.json", "-q", "--", "/bin/true"]),
                 Step(args: ["mount", "{dir}/mnt", "--background"]),

@@ -63,7 +63,8 @@ struct ByteTests {
 
             let version = f.path("data/v2")
             let names = try listXattr(version)
-            #expect(Set(names) == ["user.assetfs.version", "user.assetfs.root", "user.assetfs.inputs"], "listxattr on a version dir: \(names)")
+            #expect(Set(names) == ["user.assetfs.version", "user.assetfs.root", "user.assetfs.inputs", "user.assetfs.meta"],
+                    "listxattr on a version dir: \(names)")
             // Imported without inputs: an empty list (LineageTests checks a version that has some).
             #expect(String(decoding: try getXattr(version, "user.assetfs.inputs"), as: UTF8.self) == "[]")
             #expect(String(decoding: try getXattr(version, "user.assetfs.version"), as: UTF8.self) == "data@v2")

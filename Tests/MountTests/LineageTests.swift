@@ -116,7 +116,7 @@ struct LineageTests {
         let read = try JSONDecoder().decode([String: UInt64].self, from: trained.stdout)
         #expect(read.count == 7)
 
-        let committed = try fx.cliOK(["commit", "model/run7", "-m", "trained"])
+        let committed = try fx.cliOK(["commit", "model/run7", "-m", "trained", "--meta", "val.acc=0.91", "--meta", "optimizer=adam"])
         #expect(committed.out.contains("model v2"), "\(committed)")
         let graph = try Self.graph(fx, ["model@v2"])
         #expect(Set(graph.edges.map(\.from)) == ["data@v2", "labels@v5"], "inputs: \(graph.edges.map(\.from))")
@@ -142,6 +142,12 @@ struct LineageTests {
         let fromXattr = try JSONSerialization.jsonObject(with: xattr.stdout)
         #expect(NSArray(array: fromXattr as? [Any] ?? []) == NSArray(array: inputs as? [Any] ?? ["missing"]),
                 "xattr \(xattr.out) vs show \(shown.out)")
+        // And its metadata, numbers as numbers, as `show --json` prints it (issue 19).
+        let meta = try #require(try JSONSerialization.jsonObject(with: shown.stdout) as? [String: Any])["meta"] as? [String: Any]
+        let metaXattr = fx.run(["/usr/bin/getfattr", "--only-values", "-n", "user.assetfs.meta", fx.path("model/v2")])
+        let fromMetaXattr = try JSONSerialization.jsonObject(with: metaXattr.stdout) as? [String: Any]
+        #expect(fromMetaXattr?["val.acc"] as? Double == 0.91 && fromMetaXattr?["optimizer"] as? String == "adam", "\(metaXattr.out)")
+        #expect(NSDictionary(dictionary: fromMetaXattr ?? [:]) == NSDictionary(dictionary: meta ?? ["missing": 1]), "xattr \(metaXattr.out) vs show \(shown.out)")
         try fx.unmount()
     }
 

@@ -4,22 +4,54 @@ import AssetRepository
 import Foundation
 
 struct Tag: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Point a tag at a version (moving it if it exists).", discussion: "Example: assetfs tag data v11 prod")
+    static let configuration = CommandConfiguration(
+        abstract: "Point a tag at a version (moving it if it exists).",
+        discussion: """
+            With --best KEY (highest value) or --lowest KEY, the version is the one whose metadata KEY is best;
+            the move is in the audit log like any other.
+
+            Examples: assetfs tag data v11 prod
+                      assetfs tag model --best val.acc best-acc
+            """)
     @OptionGroup var store: StoreOptions
     @Argument(help: "Asset name.") var asset: String
-    @Argument(help: "Version, e.g. v11.") var version: String
-    @Argument(help: "Tag name.") var name: String
+    @Argument(help: "Version, e.g. v11 (or, with --best/--lowest, the tag name).") var version: String
+    @Argument(help: "Tag name.") var name: String?
+    @Option(help: "Tag the version with the highest value of this metadata key.") var best: String?
+    @Option(help: "Tag the version with the lowest value of this metadata key.") var lowest: String?
+
+    var tagName: String { (best != nil || lowest != nil) ? version : (name ?? "") }
 
     func validate() throws {
         if let problem = Names.assetProblem(asset) { throw ValidationError(problem) }
-        if let problem = Names.tagProblem(name) { throw ValidationError(problem) }
-        _ = try versionNumber(version)
+        if best != nil && lowest != nil { throw ValidationError("choose one of --best and --lowest") }
+        if best != nil || lowest != nil {
+            if name != nil { throw ValidationError("with --best or --lowest give only the tag name: assetfs tag ASSET --best KEY NAME") }
+        } else {
+            guard name != nil else { throw ValidationError("missing the tag name: assetfs tag ASSET vN NAME") }
+            _ = try versionNumber(version)
+        }
+        if let problem = Names.tagProblem(tagName) { throw ValidationError(problem) }
     }
 
     func run() throws {
-        let number = try versionNumber(version)
-        let old = try store.open().catalog.setTag(asset: asset, name: name, version: number, user: currentUserName())
-        if !store.quiet { print("\(asset)@\(name) -> v\(number)" + (old.map { $0 == number ? " (unchanged)" : " (was v\($0))" } ?? "")) }
+        let catalog = try store.open().catalog
+        let number: Int
+        var because = ""
+        if let key = best ?? lowest {
+            let versions = try catalog.versions(of: asset)
+            let ranked = MetaSort(parsing: (best != nil ? "-" : "") + key).ordered(versions)
+            guard let chosen = ranked.first, let value = chosen.typedMeta[key] else {
+                let known = Set(versions.flatMap { $0.meta.map(\.key) }).sorted().joined(separator: ", ")
+                throw RepositoryError(.usage, "no version of \(asset) has the key '\(key)'; its keys: \(known.isEmpty ? "none" : known)")
+            }
+            number = chosen.number
+            because = " (\(best != nil ? "highest" : "lowest") \(key): \(value.text))"
+        } else {
+            number = try versionNumber(version)
+        }
+        let old = try catalog.setTag(asset: asset, name: tagName, version: number, user: currentUserName())
+        if !store.quiet { print("\(asset)@\(tagName) -> v\(number)" + because + (old.map { $0 == number ? " (unchanged)" : " (was v\($0))" } ?? "")) }
     }
 }
 

@@ -16,6 +16,7 @@ struct Import: ParsableCommand {
     @Option(help: "Metadata KEY=VALUE stored with the version (repeatable).") var meta: [String] = []
     @Flag(help: "Re-read every file, even those unchanged since the last import.") var rehash = false
     @OptionGroup var inputs: InputOptions
+    @OptionGroup var metaFiles: MetaFileOptions
     @Option(help: "Attach what `assetfs run --name NAME` recorded as the version's observed inputs.") var lineageFrom: String?
 
     func validate() throws {
@@ -30,7 +31,7 @@ struct Import: ParsableCommand {
         var options = ImportOptions(asset: asset, source: source)
         options.message = message
         options.tag = tag
-        options.meta = try parseMeta(meta)
+        options.meta = try metaFiles.items(root: source) + parseMeta(meta)  // --meta last: it wins over a file's key
         options.rehash = rehash
         var lineage = LineageRecord(inputs: try inputs.declared(repo))
         if let lineageFrom { lineage.merge(try RunRecords.read(lineageFrom)) }

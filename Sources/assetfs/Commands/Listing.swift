@@ -41,7 +41,8 @@ struct VersionJSON: Encodable {
     let logicalBytes: UInt64
     let newBytes: UInt64
     let tags: [String]
-    let meta: [String: String]
+    /// Numbers as numbers (MetaValue), everything else as strings.
+    let meta: [String: MetaValue]
     /// `show` only: the version's inputs (Documentation/Lineage.md).
     var inputs: [LineageInputSummary]?
 
@@ -57,7 +58,7 @@ struct VersionJSON: Encodable {
         logicalBytes = v.logicalBytes
         newBytes = v.newBytes
         tags = v.tags
-        meta = Dictionary(v.meta.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+        meta = v.typedMeta
     }
 }
 

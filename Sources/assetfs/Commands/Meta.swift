@@ -1,0 +1,87 @@
+import ArgumentParser
+import AssetCatalog
+import AssetRepository
+import Foundation
+
+/// `assetfs meta`: versions by their metadata, as a table, JSON or CSV (issue 19).
+struct MetaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "meta",
+        abstract: "A table of an asset's versions by metadata: filter, sort, compare numbers as numbers.",
+        discussion: """
+            Values that are numbers (0.91, 12, -3e-4) compare as numbers; others as text. Versions without a
+            --sort key come last.
+
+            Examples: assetfs meta model --keys val.loss,val.acc --sort -val.acc --limit 3
+                      assetfs meta model --where 'val.acc>0.9' --where 'optimizer=adam' --csv
+            """)
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "Asset name.") var asset: String
+    @Option(help: "Comma-separated keys to show (default: every key, except assetfs.*).") var keys: String?
+    @Option(name: .customLong("where"), help: "KEY OP VALUE, OP one of >= <= != = > < (repeatable; all must hold).") var conditions: [String] = []
+    @Option(parsing: .unconditional, help: "[-]KEY: sort by KEY, descending with a leading - (--sort -val.acc).") var sort: String?
+    @Option(help: "At most N versions.") var limit: Int?
+    @Flag(help: "Print JSON: [{version, tags, parent, message, created, meta}].") var json = false
+    @Flag(help: "Print CSV: version, tags, parent, message, then one column per key.") var csv = false
+
+    func validate() throws {
+        if let problem = Names.assetProblem(asset) { throw ValidationError(problem) }
+        if json && csv { throw ValidationError("choose one of --json and --csv") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
+        for c in conditions {
+            do { _ = try MetaCondition(parsing: c) } catch let e as CatalogError { throw ValidationError(e.message) }
+        }
+    }
+
+    struct Row: Encodable {
+        let version: Int
+        let tags: [String]
+        let parent: Int?
+        let message: String
+        let created: String
+        let meta: [String: MetaValue]
+    }
+
+    func run() throws {
+        let all = try store.open().catalog.versions(of: asset)
+        guard !all.isEmpty else { throw RepositoryError(.notFound, "asset '\(asset)' has no versions (`assetfs assets` lists the assets)") }
+        let known = Set(all.flatMap { $0.meta.map(\.key) })
+        let parsed = try conditions.map { try MetaCondition(parsing: $0) }
+        let order = sort.map(MetaSort.init(parsing:))
+        let unknown = (parsed.map(\.key) + (order.map { [$0.key] } ?? [])).filter { !known.contains($0) }
+        if let first = unknown.first {
+            let names = known.sorted().joined(separator: ", ")
+            throw RepositoryError(.usage, "no version of \(asset) has the key '\(first)'; its keys: \(names.isEmpty ? "none (set them with --meta KEY=VALUE)" : names)")
+        }
+        var versions = all.filter { v in parsed.allSatisfy { $0.holds(for: v.typedMeta) } }
+        if let order { versions = order.ordered(versions) }
+        if let limit { versions = Array(versions.prefix(limit)) }
+        let columns = keys.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+            ?? known.filter { !$0.hasPrefix("assetfs.") }.sorted()
+        if json {
+            try printJSON(versions.map { v in
+                let meta = v.typedMeta.filter { columns.contains($0.key) }
+                return Row(version: v.number, tags: v.tags, parent: v.parent, message: v.message, created: Format.iso(v.createdNs), meta: meta)
+            })
+            return
+        }
+        func text(_ value: MetaValue?) -> String { value?.text ?? "" }
+        let header = ["VERSION", "TAGS", "PARENT", "MESSAGE"] + columns
+        let rows = versions.map { v in
+            ["v\(v.number)", v.tags.joined(separator: ","), v.parent.map { "v\($0)" } ?? "", v.message]
+                + columns.map { text(v.typedMeta[$0]) }
+        }
+        if csv {
+            for row in [header.map { $0.lowercased() }] + rows { print(row.map(Self.csvField).joined(separator: ",")) }
+            return
+        }
+        print(Format.table(header, rows.map { $0.map { $0.isEmpty ? "-" : $0 } }))
+    }
+
+    /// RFC 4180: quoted when it holds a comma, a quote or a line break; quotes doubled.
+    static func csvField(_ s: String) -> String {
+        guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

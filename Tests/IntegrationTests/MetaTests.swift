@@ -1,0 +1,89 @@
+import AssetTestSupport
+import Foundation
+import Testing
+
+/// Experiment tracking on versions (issue 19): metrics as typed metadata, queried and used to tag.
+@Suite("Version metadata: meta, --metrics-from, tag --best")
+struct MetaTests {
+    /// 30 versions of `model`, each with a metrics.json read by `--metrics-from`; returns each version's val.acc.
+    static func thirtyVersions(_ dir: String, store: String) throws -> [Int: Double] {
+        var acc: [Int: Double] = [:]
+        for i in 1...30 {
+            let src = dir + "/v\(i)"
+            // Accuracies out of order so that the best ones are not simply the latest; epochs cross 9 -> 10.
+            let a = Double((i * 37) % 100) / 100
+            let metrics = #"{"val": {"acc": \#(a), "loss": \#(1 - a)}, "train": {"epochs": \#(i), "optimizer": "\#(i % 3 == 0 ? "adam" : "sgd")"}}"#
+            try writeFile(src + "/metrics.json", Array(metrics.utf8))
+            try writeFile(src + "/weights.bin", randomBytes(2000, seed: UInt64(i)))
+            let r = try assetfsOK(["import", "model", src, "--metrics-from", "metrics.json", "-m", "run \(i)"], store: store)
+            #expect(r.stdout.contains("model v\(i)"))
+            acc[i] = a
+        }
+        return acc
+    }
+
+    @Test("sort, limit, where with numbers and strings, numbers compared as numbers, unknown keys named", arguments: StoreBackend.allCases)
+    func query(backend: StoreBackend) throws {
+        try withStore(backend, "meta-query") { dir, store in
+            let acc = try Self.thirtyVersions(dir, store: store)
+            let top = try #require(try json(try assetfsOK(["meta", "model", "--sort", "-val.acc", "--limit", "3", "--json"], store: store)) as? [[String: Any]])
+            let expected = acc.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(3).map(\.key)
+            #expect(top.compactMap { $0["version"] as? Int } == Array(expected), "\(top)")
+            let first = try #require(top.first?["meta"] as? [String: Any])
+            #expect(first["val.acc"] as? Double == acc[expected[0]], "val.acc is a JSON number: \(first)")
+            #expect(first["train.optimizer"] is String)
+
+            // Numbers compare as numbers: epochs 10..30 are > 9 (as text, "10" < "9").
+            let over9 = try #require(try json(try assetfsOK(["meta", "model", "--where", "train.epochs>9", "--json"], store: store)) as? [[String: Any]])
+            #expect(over9.compactMap { $0["version"] as? Int } == Array(10...30))
+            let sorted = try #require(try json(try assetfsOK(["meta", "model", "--sort", "train.epochs", "--limit", "10", "--json"], store: store)) as? [[String: Any]])
+            #expect(sorted.compactMap { $0["version"] as? Int } == Array(1...10))
+
+            // Strings, and two conditions at once.
+            let adam = try #require(try json(try assetfsOK(["meta", "model", "--where", "train.optimizer=adam", "--where", "val.acc>=0.5", "--json"], store: store)) as? [[String: Any]])
+            #expect(adam.compactMap { $0["version"] as? Int } == (1...30).filter { $0 % 3 == 0 && acc[$0]! >= 0.5 })
+
+            // An unknown key is a usage error that names the keys there are.
+            let unknown = try assetfs(["meta", "model", "--where", "val.f1>0.5"], store: store)
+            #expect(unknown.status == 2 && unknown.stderr.contains("val.f1") && unknown.stderr.contains("val.acc"), "\(unknown.describe(["meta"]))")
+
+            // CSV: a header and one line per version, fields quoted where needed.
+            let csv = try assetfsOK(["meta", "model", "--keys", "val.acc,train.optimizer", "--csv"], store: store)
+            let lines = csv.stdout.split(separator: "\n")
+            #expect(lines.first == "version,tags,parent,message,val.acc,train.optimizer")
+            #expect(lines.count == 31)
+
+            // tag --best / --lowest: the chosen version, in the audit log like any tag move.
+            let best = try assetfsOK(["tag", "model", "--best", "val.acc", "best-acc"], store: store)
+            #expect(best.stdout.contains("model@best-acc -> v\(expected[0])"), "\(best.stdout)")
+            let lowestLoss = acc.max { ($0.value, $1.key) < ($1.value, $0.key) }!.key
+            try assetfsOK(["tag", "model", "--lowest", "val.loss", "low-loss"], store: store)
+            let shown = try #require(try json(try assetfsOK(["show", "model@low-loss", "--json"], store: store)) as? [String: Any])
+            #expect(shown["version"] as? Int == lowestLoss)
+            let log = try assetfsOK(["log", "model", "--json"], store: store)
+            #expect(log.stdout.contains("best-acc") && log.stdout.contains("low-loss"))
+            let noKey = try assetfs(["tag", "model", "--best", "val.f1", "x"], store: store)
+            #expect(noKey.status == 2 && noKey.stderr.contains("val.acc"), "\(noKey.describe(["tag"]))")
+        }
+    }
+
+    @Test("--meta-file flattens nested JSON; --meta given on the command line wins over a file's key; bad JSON is refused")
+    func metaFile() throws {
+        try withTemporaryDirectory("meta-file") { dir in
+            let store = try initStore(dir)
+            try writeFile(dir + "/src/a.txt", Array("a".utf8))
+            try writeFile(dir + "/params.json", Array(#"{"train": {"lr": 0.001, "layers": [64, 32], "amp": true}, "seed": 7, "note": null}"#.utf8))
+            try assetfsOK(["import", "d", dir + "/src", "--meta-file", dir + "/params.json", "--meta", "seed=8"], store: store)
+            let shown = try #require(try json(try assetfsOK(["show", "d", "--json"], store: store)) as? [String: Any])
+            let meta = try #require(shown["meta"] as? [String: Any])
+            #expect(meta["train.lr"] as? Double == 0.001)
+            #expect(meta["train.layers.0"] as? Int == 64 && meta["train.layers.1"] as? Int == 32)
+            #expect(meta["train.amp"] as? String == "true" && meta["note"] as? String == "null")
+            #expect(meta["seed"] as? Int == 8, "--meta wins: \(meta)")
+            try writeFile(dir + "/bad.json", Array("{not json".utf8))
+            let bad = try assetfs(["import", "d", dir + "/src", "--meta-file", dir + "/bad.json"], store: store)
+            #expect(bad.status != 0 && bad.stderr.contains("bad.json"), "\(bad.describe(["import"]))")
+            #expect(try assetfsOK(["versions", "d", "--json"], store: store).stdout.contains("\"version\" : 2") == false)
+        }
+    }
+}
