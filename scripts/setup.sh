@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(libfuse3-dev fuse3 libsqlite3-dev libzstd-dev libcurl4-openssl-dev curl libpq-dev postgresql pkg-config sqlite3 attr
-          bubblewrap python3 util-linux strace iproute2 graphviz)
+          bubblewrap python3 util-linux strace iproute2 graphviz librsvg2-bin)
 echo "setup: installing system packages: ${packages[*]}" >&2
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null

@@ -67,6 +67,65 @@ struct MetaTests {
         }
     }
 
+    @Test("plot: an SVG that parses as XML with one point per version, a PNG that renders, sparklines that fit the terminal")
+    func plot() throws {
+        try withTemporaryDirectory("meta-plot") { dir in
+            let store = try initStore(dir)
+            let acc = try Self.thirtyVersions(dir, store: store)
+            try assetfsOK(["tag", "model", "--best", "val.acc", "best"], store: store)
+            let svg = dir + "/chart.svg"
+            try assetfsOK(["plot", "model", "val.acc", "val.loss", "--out", svg], store: store)
+            // Parsed by Python's XML parser (a reader that is not ours): the points and the tag marks.
+            let parser = Process()
+            parser.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            parser.arguments = ["python3", "-c", """
+                import json, sys, xml.etree.ElementTree as ET
+                root = ET.parse(sys.argv[1]).getroot()
+                ns = '{http://www.w3.org/2000/svg}'
+                points = [c.attrib for c in root.iter(ns + 'circle') if c.get('class') == 'point']
+                tags = [l.attrib for l in root.iter(ns + 'line') if l.get('class') == 'tag']
+                print(json.dumps({'points': points, 'tags': len(tags)}))
+                """, svg]
+            let out = Pipe()
+            parser.standardOutput = out
+            try parser.run()
+            let parsed = out.fileHandleForReading.readDataToEndOfFile()
+            parser.waitUntilExit()
+            #expect(parser.terminationStatus == 0, "the SVG does not parse as XML")
+            let doc = try #require(try JSONSerialization.jsonObject(with: parsed) as? [String: Any])
+            let points = try #require(doc["points"] as? [[String: String]])
+            #expect(points.count == 60, "30 versions x 2 keys")
+            let plotted = Dictionary(points.filter { $0["data-key"] == "val.acc" }.compactMap { p -> (Int, Double)? in
+                guard let v = p["data-version"].flatMap(Int.init), let y = p["data-value"].flatMap(Double.init) else { return nil }
+                return (v, y)
+            }, uniquingKeysWith: { a, _ in a })
+            #expect(plotted == acc)
+            #expect(doc["tags"] as? Int == 1, "the tagged version is marked")
+
+            let png = dir + "/chart.png"
+            try assetfsOK(["plot", "model", "val.acc", "--out", png], store: store)
+            let bytes = try readAll(png)
+            #expect(Array(bytes.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] && bytes.count > 5000, "\(bytes.count) bytes")
+
+            // At a 50-column terminal: one line per key, none wider than the terminal.
+            let script = Process()
+            script.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+            script.arguments = ["-qec", "stty cols 50; \(Paths.assetfs) plot model val.acc val.loss --store \(store)", "/dev/null"]
+            let pipe = Pipe()
+            script.standardOutput = pipe
+            script.standardInput = FileHandle.nullDevice
+            try script.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            script.waitUntilExit()
+            #expect(script.terminationStatus == 0, "\(output)")
+            let lines = output.replacingOccurrences(of: "\r", with: "").split(separator: "\n").map(String.init)
+            #expect(lines.count == 2 && lines.allSatisfy { $0.unicodeScalars.count <= 50 }, "\(lines) from \(output.debugDescription)")
+            #expect(lines.first?.hasPrefix("val.acc") == true && lines.first?.contains(where: { "▁▂▃▄▅▆▇█".contains($0) }) == true, "\(lines)")
+            let missing = try assetfs(["plot", "model", "val.f1"], store: store)
+            #expect(missing.status == 2 && missing.stderr.contains("val.acc"), "\(missing.describe(["plot"]))")
+        }
+    }
+
     @Test("--meta-file flattens nested JSON; --meta given on the command line wins over a file's key; bad JSON is refused")
     func metaFile() throws {
         try withTemporaryDirectory("meta-file") { dir in

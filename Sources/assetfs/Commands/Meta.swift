@@ -1,6 +1,7 @@
 import ArgumentParser
 import AssetCatalog
 import AssetRepository
+import AssetFUSE
 import Foundation
 
 /// `assetfs meta`: versions by their metadata, as a table, JSON or CSV (issue 19).
@@ -83,5 +84,69 @@ struct MetaCommand: ParsableCommand {
     static func csvField(_ s: String) -> String {
         guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
         return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
+
+/// `assetfs plot`: metrics over versions, as an SVG (or PNG) chart or terminal sparklines (issue 19).
+struct PlotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plot",
+        abstract: "Chart metadata over versions: an SVG or PNG file, or sparklines at the terminal.",
+        discussion: """
+            One point per version whose KEY is a number; tagged versions are marked. PNG is drawn from the SVG
+            with rsvg-convert (Debian package librsvg2-bin).
+
+            Examples: assetfs plot model val.acc val.loss --out metrics.svg
+                      assetfs plot model val.acc --x created
+            """)
+
+    enum XAxis: String, ExpressibleByArgument, CaseIterable { case version, created }
+
+    @OptionGroup var store: StoreOptions
+    @Argument(help: "Asset name.") var asset: String
+    @Argument(help: "Metadata keys to plot.") var keys: [String]
+    @Option(help: "Write the chart to FILE.svg or FILE.png instead of printing sparklines.") var out: String?
+    @Option(help: "version (default) or created.") var x: XAxis = .version
+
+    func validate() throws {
+        if let problem = Names.assetProblem(asset) { throw ValidationError(problem) }
+        if keys.isEmpty { throw ValidationError("name at least one metadata key to plot, e.g. assetfs plot \(asset) val.acc") }
+        if let out, !(out.hasSuffix(".svg") || out.hasSuffix(".png")) { throw ValidationError("--out must end in .svg or .png, got \(out)") }
+    }
+
+    func run() throws {
+        let versions = try store.open().catalog.versions(of: asset)
+        let known = Set(versions.flatMap { $0.meta.map(\.key) })
+        if let missing = keys.first(where: { !known.contains($0) }) {
+            throw RepositoryError(.usage, "no version of \(asset) has the key '\(missing)'; its keys: \(known.sorted().joined(separator: ", "))")
+        }
+        let chart = MetricChart(asset: asset, versions: versions, keys: keys, byCreationTime: x == .created)
+        guard let out else {
+            for line in chart.sparklines(width: Terminal.columns()) { print(line) }
+            return
+        }
+        let svg = chart.svg()
+        if out.hasSuffix(".svg") {
+            try Data(svg.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+        } else {
+            guard let rsvg = ["/usr/bin/rsvg-convert", "/usr/local/bin/rsvg-convert"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+                throw RepositoryError(.failure, "PNG needs rsvg-convert (apt-get install librsvg2-bin); or write --out \((out as NSString).deletingPathExtension).svg")
+            }
+            let svgPath = out + ".tmp.svg"
+            try Data(svg.utf8).write(to: URL(fileURLWithPath: svgPath))
+            defer { unlink(svgPath) }
+            let status = ChildProcess.run([rsvg, "--format", "png", "--output", out, svgPath])
+            guard status == 0 else { throw RepositoryError(.failure, "rsvg-convert could not draw \(out) (status \(status))") }
+        }
+        if !store.quiet { printError("wrote \(out): \(chart.series.map { "\($0.key) (\($0.points.count) points)" }.joined(separator: ", "))") }
+    }
+}
+
+enum Terminal {
+    /// Columns of the terminal on stdout, else $COLUMNS, else 80.
+    static func columns() -> Int {
+        var size = winsize()
+        if ioctl(1, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 { return Int(size.ws_col) }
+        return Int(ProcessInfo.processInfo.environment["COLUMNS"] ?? "") ?? 80
     }
 }
