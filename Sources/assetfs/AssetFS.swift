@@ -20,7 +20,7 @@ struct AssetFS: ParsableCommand {
         subcommands: [
             Init.self, Import.self, Assets.self, Versions.self, Show.self, Ls.self, Cat.self, Diff.self,
             Tag.self, Untag.self, Export.self, Verify.self, Stats.self, Delete.self, GC.self, Log.self,
-            Mount.self, Umount.self, WorkspaceCommand.self, Commit.self, Prefetch.self, Cache.self, LineageCommand.self, RunCommand.self, MetaCommand.self, PlotCommand.self,
+            Mount.self, Umount.self, WorkspaceCommand.self, Commit.self, Prefetch.self, Cache.self, LineageCommand.self, RunCommand.self, MetaCommand.self, PlotCommand.self, CompareCommand.self,
         ]
     )
 

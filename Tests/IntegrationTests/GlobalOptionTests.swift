@@ -67,6 +67,7 @@ struct GlobalOptionTests {
                 Step(args: ["lineage", "data@v2"]),
                 Step(args: ["meta", "data", "--csv"]),
                 Step(args: ["plot", "data", "no.such.key"], succeeds: false),
+                Step(args: ["compare", "data@v2", "data@v3"]),
                 Step(args: ["lineage", "--downstream", "data@v2", "--json"]),
                 Step(args: ["run", "--name", "{dir}/run1.json", "-q", "--", "/bin/true"]),
                 Step(args: ["mount", "{dir}/mnt", "--background"]),

@@ -126,6 +126,46 @@ struct MetaTests {
         }
     }
 
+    @Test("compare: metadata with deltas, file changes against the first version, inputs that differ")
+    func compare() throws {
+        try withTemporaryDirectory("meta-compare") { dir in
+            let store = try initStore(dir)
+            try writeFile(dir + "/d/x.txt", Array("data".utf8))
+            try assetfsOK(["import", "data", dir + "/d"], store: store)
+            try assetfsOK(["import", "data", dir + "/d"], store: store)
+            let src = dir + "/src"
+            try writeFile(src + "/a.txt", Array("aaaa".utf8))
+            try writeFile(src + "/b.txt", Array("bbbbbbbb".utf8))
+            try assetfsOK(["import", "exp", src, "--meta", "acc=0.5", "--meta", "opt=sgd", "--meta", "epochs=9", "--input", "data@v1"], store: store)
+            try writeFile(src + "/a.txt", Array("aaaaaa".utf8))       // modified: +2 bytes
+            try writeFile(src + "/c.txt", Array("ccc".utf8))          // added: 3 bytes
+            try assetfsOK(["import", "exp", src, "--meta", "acc=0.75", "--meta", "opt=sgd", "--meta", "epochs=10", "--input", "data@v2"], store: store)
+            try FileManager.default.removeItem(atPath: src + "/b.txt")  // removed: 8 bytes
+            try assetfsOK(["import", "exp", src, "--meta", "acc=0.7", "--meta", "opt=adam", "--meta", "epochs=10", "--input", "data@v1"], store: store)
+
+            let c = try #require(try json(try assetfsOK(["compare", "exp@v1", "exp@v2", "exp@v3", "--json"], store: store)) as? [String: Any])
+            let meta = try #require(c["meta"] as? [[String: Any]])
+            func key(_ name: String) -> [String: Any]? { meta.first { $0["key"] as? String == name } }
+            let acc = try #require(key("acc")?["values"] as? [[String: Any]])
+            #expect(acc.compactMap { $0["delta"] as? Double } == [0, 0.25, 0.2], "\(acc)")
+            #expect(key("acc")?["differs"] as? Bool == true && key("opt")?["differs"] as? Bool == true)
+            let epochs = try #require(key("epochs")?["values"] as? [[String: Any]])
+            #expect(epochs.compactMap { $0["delta"] as? Double } == [0, 1, 1], "epochs compare as numbers: \(epochs)")
+            let files = try #require(c["files"] as? [[String: Any]])
+            #expect(files.count == 2)
+            #expect(files[0]["added"] as? Int == 1 && files[0]["removed"] as? Int == 0 && files[0]["modified"] as? Int == 1)
+            #expect(files[0]["addedBytes"] as? Int == 3 && files[0]["modifiedDelta"] as? Int == 2)
+            #expect(files[1]["added"] as? Int == 1 && files[1]["removed"] as? Int == 1 && files[1]["removedBytes"] as? Int == 8)
+            let inputs = try #require(c["inputs"] as? [[String: Any]])
+            #expect(inputs[1]["added"] as? [String] == ["data@v2 (declared)"] && inputs[1]["removed"] as? [String] == ["data@v1 (declared)"])
+            #expect((inputs[2]["added"] as? [String])?.isEmpty == true)
+            let text = try assetfsOK(["compare", "exp@v1", "exp@v2"], store: store).stdout
+            #expect(text.contains("0.75 (+0.25)") && text.contains("* acc") && text.contains("1 added"), "\(text)")
+            let one = try assetfs(["compare", "exp@v1"], store: store)
+            #expect(one.status == 2)
+        }
+    }
+
     @Test("--meta-file flattens nested JSON; --meta given on the command line wins over a file's key; bad JSON is refused")
     func metaFile() throws {
         try withTemporaryDirectory("meta-file") { dir in

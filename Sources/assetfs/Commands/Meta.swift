@@ -150,3 +150,49 @@ enum Terminal {
         return Int(ProcessInfo.processInfo.environment["COLUMNS"] ?? "") ?? 80
     }
 }
+
+/// `assetfs compare`: versions side by side (issue 19).
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Versions side by side: metadata with numeric deltas, file changes, and differing inputs.",
+        discussion: """
+            Deltas and file changes are against the first REF. Keys whose values differ are marked with *.
+
+            Example: assetfs compare model@v12 model@v15 model@best
+            """)
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var output: JSONFlag
+    @Argument(help: "Two or more references: ASSET[@vN|@latest|@TAG].") var refs: [String]
+
+    func validate() throws {
+        if refs.count < 2 { throw ValidationError("compare needs at least two references, e.g. assetfs compare model@v3 model@v4") }
+        for r in refs { _ = try parseRef(r) }
+    }
+
+    func run() throws {
+        let catalog = try store.open().catalog
+        let versions = try refs.map { try catalog.resolve(try parseRef($0)) }
+        let c = try VersionComparison.build(catalog: catalog, versions: versions)
+        if output.json {
+            try printJSON(c)
+            return
+        }
+        func delta(_ d: Double?) -> String {
+            guard let d, d != 0 else { return "" }
+            return " (" + (d > 0 ? "+" : "") + MetaValue.number(d).text + ")"
+        }
+        let rows = c.meta.map { k in
+            [(k.differs ? "* " : "  ") + k.key] + k.values.enumerated().map { i, v in (v.value?.text ?? "-") + (i == 0 ? "" : delta(v.delta)) }
+        }
+        print(Format.table(["KEY"] + c.refs, rows))
+        for f in c.files {
+            print("\(f.from) -> \(f.to): \(f.added) added (\(Format.bytes(f.addedBytes))), \(f.removed) removed (\(Format.bytes(f.removedBytes))), "
+                  + "\(f.modified) modified (\(f.modifiedDelta >= 0 ? "+" : "-")\(Format.bytes(UInt64(abs(f.modifiedDelta)))))")
+        }
+        for i in c.inputs.dropFirst() where !i.added.isEmpty || !i.removed.isEmpty {
+            print("inputs of \(i.ref) against \(c.refs[0]): " + (i.added.map { "+" + $0 } + i.removed.map { "-" + $0 }).joined(separator: ", "))
+        }
+    }
+}
