@@ -1,5 +1,6 @@
 import AssetCatalog
 import AssetStore
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,6 +13,8 @@ public struct CommitOptions: Sendable {
     public var allowDiverge = false
     /// Inputs declared by hand (--input); observed ones come from the workspace (Documentation/Lineage.md).
     public var declaredInputs: [LineageInput] = []
+    /// A JSON file in the workspace (e.g. metrics.json) whose keys become metadata (issue 19); `meta` wins.
+    public var metricsFrom: String?
     public var author = currentUserName()
     public init() {}
 }
@@ -60,7 +63,13 @@ public struct WorkspaceCommitter {
         guard let rootID = importer.pipeline.treeID(root.hash) else {
             throw RepositoryError(.failure, "internal error: commit did not write its root tree")
         }
-        var meta = options.meta
+        var meta = try options.metricsFrom.map { path -> [MetaItem] in
+            guard let bytes = try readFile(path) else {
+                throw RepositoryError(.notFound, "--metrics-from \(path): no such file in workspace \(spec)")
+            }
+            return try MetaFile.items(json: Data(bytes), source: "\(spec)/\(path)")
+        } ?? []
+        meta += options.meta
         meta.append(MetaItem(key: "assetfs.workspace", value: spec))
         let lineage = try self.lineage()
         try session.requireValid("commit of \(spec)")
@@ -85,6 +94,26 @@ public struct WorkspaceCommitter {
             removeTree(workspace.directory)  // Its registry row went with the version.
         }
         return version
+    }
+
+    /// The bytes of the regular file at `path` (relative, `/`-separated) in the workspace, or nil when there is
+    /// none. At most 16 MiB: it is metadata.
+    func readFile(_ path: String) throws -> [UInt8]? {
+        var node = try workspace.root()
+        for part in path.split(separator: "/") where !part.isEmpty {
+            guard node.kind == .directory, let next = try workspace.lookup(node, Array(part.utf8)) else { return nil }
+            node = next
+        }
+        guard node.kind == .file else { return nil }
+        let size = try workspace.size(of: node)
+        guard size <= 16 << 20 else { throw RepositoryError(.usage, "\(path) is \(size) bytes: a metrics file of at most 16 MiB is expected") }
+        let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
+        defer { delta?.close() }
+        let base = try node.baseFileID.map { try StoredFileRangeReader(repo: repo, fileID: $0) }
+        return try Workspace.readMerged(node, size: size, delta: delta, offset: 0, count: Int(size)) { offset, count in
+            guard let base else { return [UInt8](repeating: 0, count: count) }
+            return try base.read(offset, count)
+        }
     }
 
     /// What the mount observed the workspace's writers read, with the declared inputs.

@@ -23,6 +23,8 @@ struct LineageTests {
                 sizes = dict(pool.map(read, files))
             with open(os.path.join(mnt, workspace, 'checkpoint.bin'), 'wb') as f:
                 f.write(b'w' * sum(sizes.values()))
+            with open(os.path.join(mnt, workspace, 'metrics.json'), 'w') as f:
+                json.dump({'val': {'loss': 0.25, 'acc': 0.5}, 'epochs': 12}, f)
             print(json.dumps({os.path.relpath(p, mnt): n for p, n in sizes.items()}))
         """
 
@@ -116,7 +118,8 @@ struct LineageTests {
         let read = try JSONDecoder().decode([String: UInt64].self, from: trained.stdout)
         #expect(read.count == 7)
 
-        let committed = try fx.cliOK(["commit", "model/run7", "-m", "trained", "--meta", "val.acc=0.91", "--meta", "optimizer=adam"])
+        let committed = try fx.cliOK(["commit", "model/run7", "-m", "trained", "--metrics-from", "metrics.json", "--meta", "val.acc=0.91",
+                                      "--meta", "optimizer=adam"])
         #expect(committed.out.contains("model v2"), "\(committed)")
         let graph = try Self.graph(fx, ["model@v2"])
         #expect(Set(graph.edges.map(\.from)) == ["data@v2", "labels@v5"], "inputs: \(graph.edges.map(\.from))")
@@ -147,6 +150,8 @@ struct LineageTests {
         let metaXattr = fx.run(["/usr/bin/getfattr", "--only-values", "-n", "user.assetfs.meta", fx.path("model/v2")])
         let fromMetaXattr = try JSONSerialization.jsonObject(with: metaXattr.stdout) as? [String: Any]
         #expect(fromMetaXattr?["val.acc"] as? Double == 0.91 && fromMetaXattr?["optimizer"] as? String == "adam", "\(metaXattr.out)")
+        // metrics.json the script wrote into the workspace (--metrics-from); --meta wins over its val.acc.
+        #expect(fromMetaXattr?["val.loss"] as? Double == 0.25 && fromMetaXattr?["epochs"] as? Int == 12, "\(metaXattr.out)")
         #expect(NSDictionary(dictionary: fromMetaXattr ?? [:]) == NSDictionary(dictionary: meta ?? ["missing": 1]), "xattr \(metaXattr.out) vs show \(shown.out)")
         try fx.unmount()
     }

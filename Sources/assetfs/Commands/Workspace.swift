@@ -125,6 +125,7 @@ struct Commit: ParsableCommand {
     @Flag(help: "Keep the workspace open on top of the new version.") var keep = false
     @Flag(help: "Commit even if the asset has a newer version than the workspace's base (parent stays the base).") var allowDiverge = false
     @OptionGroup var inputs: InputOptions
+    @Option(help: "A JSON file inside the workspace (e.g. metrics.json) to take metadata from, flattened to dotted keys.") var metricsFrom: String?
 
     func validate() throws {
         if let tag, let problem = Names.tagProblem(tag) { throw ValidationError(problem) }
@@ -143,6 +144,7 @@ struct Commit: ParsableCommand {
         options.keep = keep
         options.allowDiverge = allowDiverge
         options.declaredInputs = try inputs.declared(repo)
+        options.metricsFrom = metricsFrom
         // What the mounts observed the workspace's writers read in their last second is written now.
         for mountpoint in LineageControl.flushMounts(ofStore: repo.root) {
             printError("warning: the mount on \(mountpoint) did not answer; its writers' last reads may be missing from the lineage")
