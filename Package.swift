@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // Thin system-library targets: one per C library, each a modulemap plus a shim header.
@@ -41,10 +42,11 @@ let package = Package(
         ]),
         // Assets, versions, trees, tags, audit: the Catalog protocol and its SQLite implementation.
         .target(name: "AssetCatalog", dependencies: ["CSQLite", "AssetStore"]),
-        // Operations over store + catalog: import, export, verify, diff, gc.
+        // Operations over store + catalog: import, export, verify, diff, gc. Yams reads YAML metadata files.
         .target(name: "AssetRepository", dependencies: [
             "AssetStore", "AssetCatalog",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
         ]),
         // Stores of every kind by location: local directories, and shared stores (S3 packs, PostgreSQL catalog).
         .target(name: "AssetSharedStore", dependencies: ["AssetRepository", "AssetObjectStore", "AssetPostgres"]),

@@ -1,5 +1,6 @@
 import AssetCatalog
 import Foundation
+import Yams
 
 /// Flattens a JSON document of metrics or parameters into dotted keys (issue 19): `{"val": {"loss": 0.3}}`
 /// gives `val.loss=0.3`; arrays are indexed (`layers.0`); true/false/null stay words.
@@ -40,11 +41,36 @@ public enum MetaFile {
         return out
     }
 
-    /// FILE's keys and values (a path on this host).
+    /// FILE's keys and values (a path on this host): YAML for a name ending in .yaml or .yml, else JSON.
     public static func items(file path: String) throws -> [MetaItem] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw RepositoryError(.notFound, "cannot read \(path): no such file or not readable")
         }
-        return try items(json: data, source: path)
+        return try items(data, source: path)
+    }
+
+    /// JSON or, for a source named *.yaml or *.yml, YAML (a params.yaml).
+    public static func items(_ data: Data, source: String) throws -> [MetaItem] {
+        guard source.hasSuffix(".yaml") || source.hasSuffix(".yml") else { return try items(json: data, source: source) }
+        let root: Any?
+        do { root = try Yams.load(yaml: String(decoding: data, as: UTF8.self)) } catch {
+            throw RepositoryError(.usage, "\(source) is not YAML: \(error)")
+        }
+        guard let object = root as? [String: Any] else { throw RepositoryError(.usage, "\(source) must hold a YAML mapping of keys and values") }
+        var out: [MetaItem] = []
+        func walk(_ value: Any?, _ key: String) {
+            switch value {
+            case let o as [String: Any]: for k in o.keys.sorted() { walk(o[k], key.isEmpty ? k : key + "." + k) }
+            case let a as [Any]: for (i, v) in a.enumerated() { walk(v, key + "." + String(i)) }
+            case let b as Bool: out.append(MetaItem(key: key, value: b ? "true" : "false"))
+            case let n as Int: out.append(MetaItem(key: key, value: String(n)))
+            case let n as Double: out.append(MetaItem(key: key, value: MetaValue.number(n).text))
+            case let s as String: out.append(MetaItem(key: key, value: s))
+            case nil: out.append(MetaItem(key: key, value: "null"))
+            case let other?: out.append(MetaItem(key: key, value: "\(other)"))
+            }
+        }
+        walk(object, "")
+        return out
     }
 }

@@ -67,7 +67,7 @@ public struct WorkspaceCommitter {
             guard let bytes = try readFile(path) else {
                 throw RepositoryError(.notFound, "--metrics-from \(path): no such file in workspace \(spec)")
             }
-            return try MetaFile.items(json: Data(bytes), source: "\(spec)/\(path)")
+            return try MetaFile.items(Data(bytes), source: "\(spec)/\(path)")
         } ?? []
         meta += options.meta
         meta.append(MetaItem(key: "assetfs.workspace", value: spec))

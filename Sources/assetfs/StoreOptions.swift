@@ -129,9 +129,9 @@ struct InputOptions: ParsableArguments {
 
 /// `--meta-file FILE` and `--metrics-from PATH` on import (issue 19): metadata from a JSON file.
 struct MetaFileOptions: ParsableArguments {
-    @Option(help: "A JSON file of metrics or parameters, flattened to dotted keys (val.loss=0.3) and stored as metadata.")
+    @Option(help: "A JSON (or .yaml/.yml) file of metrics or parameters, flattened to dotted keys (val.loss=0.3) and stored as metadata.")
     var metaFile: String?
-    @Option(help: "A JSON file inside the imported directory (e.g. metrics.json) to take metadata from, like --meta-file.")
+    @Option(help: "A JSON or YAML file inside the imported directory (e.g. metrics.json) to take metadata from, like --meta-file.")
     var metricsFrom: String?
 
     /// The items of both, `--meta-file` first; `root` is the directory being imported.

@@ -179,6 +179,12 @@ struct MetaTests {
             #expect(meta["train.layers.0"] as? Int == 64 && meta["train.layers.1"] as? Int == 32)
             #expect(meta["train.amp"] as? String == "true" && meta["note"] as? String == "null")
             #expect(meta["seed"] as? Int == 8, "--meta wins: \(meta)")
+            // YAML (a params.yaml), flattened the same way.
+            try writeFile(dir + "/params.yaml", Array("train:\n  lr: 0.01\n  optimizer: adam\n  layers: [128, 64]\nseed: 3\nfast: true\n".utf8))
+            try assetfsOK(["import", "y", dir + "/src", "--meta-file", dir + "/params.yaml"], store: store)
+            let yaml = try #require(try json(try assetfsOK(["show", "y", "--json"], store: store)) as? [String: Any])["meta"] as? [String: Any]
+            #expect(yaml?["train.lr"] as? Double == 0.01 && yaml?["train.optimizer"] as? String == "adam", "\(String(describing: yaml))")
+            #expect(yaml?["train.layers.1"] as? Int == 64 && yaml?["seed"] as? Int == 3 && yaml?["fast"] as? String == "true")
             try writeFile(dir + "/bad.json", Array("{not json".utf8))
             let bad = try assetfs(["import", "d", dir + "/src", "--meta-file", dir + "/bad.json"], store: store)
             #expect(bad.status != 0 && bad.stderr.contains("bad.json"), "\(bad.describe(["import"]))")

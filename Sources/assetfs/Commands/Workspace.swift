@@ -125,7 +125,7 @@ struct Commit: ParsableCommand {
     @Flag(help: "Keep the workspace open on top of the new version.") var keep = false
     @Flag(help: "Commit even if the asset has a newer version than the workspace's base (parent stays the base).") var allowDiverge = false
     @OptionGroup var inputs: InputOptions
-    @Option(help: "A JSON file inside the workspace (e.g. metrics.json) to take metadata from, flattened to dotted keys.") var metricsFrom: String?
+    @Option(help: "A JSON or YAML file inside the workspace (e.g. metrics.json) to take metadata from, flattened to dotted keys.") var metricsFrom: String?
 
     func validate() throws {
         if let tag, let problem = Names.tagProblem(tag) { throw ValidationError(problem) }
