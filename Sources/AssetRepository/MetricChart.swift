@@ -55,6 +55,7 @@ public struct MetricChart: Sendable {
                    #"<line x1="\#(left)" y1="\#(f(top + h))" x2="\#(f(left + w))" y2="\#(f(top + h))" stroke="black"/>"#,
                    #"<line x1="\#(left)" y1="\#(top)" x2="\#(left)" y2="\#(f(top + h))" stroke="black"/>"#]
         let (dataX0, dataX1) = (xs.min() ?? 0, xs.max() ?? 1), (dataY0, dataY1) = (ys.min() ?? 0, ys.max() ?? 1)
+        var xTicks = Set<Double>()
         for i in 0...4 {
             // Ticks span the data (not the padded frame); versions are whole numbers.
             let y = dataY0 + (dataY1 - dataY0) * Double(i) / 4
@@ -62,6 +63,7 @@ public struct MetricChart: Sendable {
             out.append(#"<text x="\#(left - 8)" y="\#(f(py(y) + 4))" text-anchor="end">\#(Self.label(y))</text>"#)
             var x = dataX0 + (dataX1 - dataX0) * Double(i) / 4
             if xAxis == "version" { x = x.rounded() }
+            guard xTicks.insert(x).inserted else { continue }  // Few versions: one label each, not two on one.
             let xText = xAxis == "version" ? "v\(Int(x.rounded()))" : Self.date(x)
             out.append(#"<text x="\#(f(px(x)))" y="\#(f(top + h + 18))" text-anchor="middle">\#(xText)</text>"#)
         }
