@@ -26,12 +26,7 @@ public struct LineageRecord: Codable, Sendable, Equatable {
         return out
     }
 
-    public func encoded() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Safe: every field is a plain string, number, bool or array of them.
-        return String(decoding: try! encoder.encode(self), as: UTF8.self)
-    }
+    public func encoded() -> String { CompactJSON.string(self) }
 
     public static func decode(_ text: String) throws -> LineageRecord {
         do { return try JSONDecoder().decode(LineageRecord.self, from: Data(text.utf8)) } catch {
@@ -242,10 +237,18 @@ extension LineageRecord {
     }
 
     /// The summary as compact JSON, keys sorted.
-    public var summaryJSON: String {
+    public var summaryJSON: String { CompactJSON.string(summary) }
+}
+
+/// One line of JSON, keys sorted, slashes as they are: records, xattrs and OpenLineage events, so that the same
+/// value always gives the same bytes.
+public enum CompactJSON {
+    /// For values made of strings, integers, booleans and finite numbers (MetaValue admits no other), whose
+    /// encoding cannot fail.
+    public static func string<T: Encodable>(_ value: T) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        // Safe: plain strings and numbers.
-        return String(decoding: try! encoder.encode(summary), as: UTF8.self)
+        // Safe: see above; JSONEncoder fails only on non-finite numbers.
+        return String(decoding: try! encoder.encode(value), as: UTF8.self)
     }
 }

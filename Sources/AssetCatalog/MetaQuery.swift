@@ -43,16 +43,18 @@ public enum MetaValue: Sendable, Equatable, Encodable {
         var c = encoder.singleValueContainer()
         switch self {
         case .number(let n):
-            // Whole numbers print without a fraction (12, not 12.0).
-            if n == n.rounded(), abs(n) < 1e15 { try c.encode(Int64(n)) } else { try c.encode(n) }
+            if let whole = Self.whole(n) { try c.encode(whole) } else { try c.encode(n) }
         case .string(let s): try c.encode(s)
         }
     }
 
+    /// Whole numbers print without a fraction (12, not 12.0), in JSON and as text.
+    static func whole(_ n: Double) -> Int64? { n == n.rounded() && abs(n) < 1e15 ? Int64(n) : nil }
+
     /// As typed: whole numbers without a fraction.
     public var text: String {
         switch self {
-        case .number(let n): return n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : String(n)
+        case .number(let n): return Self.whole(n).map(String.init) ?? String(n)
         case .string(let s): return s
         }
     }

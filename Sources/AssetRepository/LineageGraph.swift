@@ -164,8 +164,6 @@ extension LineageGraph {
         }
         let storeOf = Dictionary(nodes.map { ($0.ref, $0.store) }, uniquingKeysWith: { first, _ in first })
         func dataset(_ ref: String) -> Dataset { Dataset(namespace: storeOf[ref].flatMap { $0.map { "assetfs:" + $0 } } ?? namespace, name: ref) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var lines: [String] = []
         for job in order.sorted(by: { ($0.started, $0.id) < ($1.started, $1.id) }) {
             for (type, time) in [("START", job.started), ("COMPLETE", job.ended)] {
@@ -175,8 +173,7 @@ extension LineageGraph {
                                   job: JobInfo(namespace: namespace, name: Self.jobTitle(job)),
                                   inputs: (inputs[job.id] ?? []).sorted().map(dataset),
                                   outputs: (outputs[job.id] ?? []).sorted().map(dataset))
-                // Safe: plain strings and arrays.
-                lines.append(String(decoding: try! encoder.encode(event), as: UTF8.self))
+                lines.append(CompactJSON.string(event))
             }
         }
         return lines.map { $0 + "\n" }.joined()

@@ -8,6 +8,20 @@ public enum MetaFile {
     private indirect enum Value: Decodable {
         case object([String: Value]), array([Value]), bool(Bool), number(Double), string(String), null
 
+        /// What Yams loads: mappings, sequences, Bool, Int, Double, String and nil.
+        init(yaml value: Any?) {
+            switch value {
+            case let o as [String: Any]: self = .object(o.mapValues { Value(yaml: $0) })
+            case let a as [Any]: self = .array(a.map { Value(yaml: $0) })
+            case let b as Bool: self = .bool(b)
+            case let n as Int: self = .string(String(n))  // Its digits exactly (as a Double they could round).
+            case let n as Double: self = .number(n)
+            case let s as String: self = .string(s)
+            case nil: self = .null
+            case let other?: self = .string("\(other)")
+            }
+        }
+
         init(from decoder: Decoder) throws {
             let c = try decoder.singleValueContainer()
             if c.decodeNil() { self = .null; return }
@@ -26,6 +40,11 @@ public enum MetaFile {
             throw RepositoryError(.usage, "\(source) is not JSON: \(error)")
         }
         guard case .object = root else { throw RepositoryError(.usage, "\(source) must hold a JSON object of keys and values") }
+        return flatten(root)
+    }
+
+    /// Dotted keys for every leaf, objects' keys in sorted order.
+    private static func flatten(_ root: Value) -> [MetaItem] {
         var out: [MetaItem] = []
         func walk(_ value: Value, _ key: String) {
             switch value {
@@ -56,21 +75,7 @@ public enum MetaFile {
         do { root = try Yams.load(yaml: String(decoding: data, as: UTF8.self)) } catch {
             throw RepositoryError(.usage, "\(source) is not YAML: \(error)")
         }
-        guard let object = root as? [String: Any] else { throw RepositoryError(.usage, "\(source) must hold a YAML mapping of keys and values") }
-        var out: [MetaItem] = []
-        func walk(_ value: Any?, _ key: String) {
-            switch value {
-            case let o as [String: Any]: for k in o.keys.sorted() { walk(o[k], key.isEmpty ? k : key + "." + k) }
-            case let a as [Any]: for (i, v) in a.enumerated() { walk(v, key + "." + String(i)) }
-            case let b as Bool: out.append(MetaItem(key: key, value: b ? "true" : "false"))
-            case let n as Int: out.append(MetaItem(key: key, value: String(n)))
-            case let n as Double: out.append(MetaItem(key: key, value: MetaValue.number(n).text))
-            case let s as String: out.append(MetaItem(key: key, value: s))
-            case nil: out.append(MetaItem(key: key, value: "null"))
-            case let other?: out.append(MetaItem(key: key, value: "\(other)"))
-            }
-        }
-        walk(object, "")
-        return out
+        guard root is [String: Any] else { throw RepositoryError(.usage, "\(source) must hold a YAML mapping of keys and values") }
+        return flatten(Value(yaml: root))
     }
 }

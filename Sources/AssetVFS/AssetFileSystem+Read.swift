@@ -54,7 +54,7 @@ extension AssetFileSystem {
         let chunks = try chunkLists.value(fileID) { try catalog.fileChunks(fileID) }
         VFSMetrics.versionFileOpened(asset: asset, version: version)
         return OpenFile(fileID: fileID, size: entry.size, chunks: chunks,
-                        source: LineageSource(inode: inode, asset: asset, version: version, path: path))
+                        source: LineageSource(inode: inode, version: VersionKey(asset: asset, version: version), path: path))
     }
 
     public func release(_ handle: UInt64) {

@@ -337,9 +337,7 @@ public final class AssetFileSystem: @unchecked Sendable {
             return Array("\(asset)@v\(version)".utf8)
         case (.versionRoot(let asset, let version, _, _, _)?, Self.metaAttribute):
             guard let info = try catalog.version(of: asset, number: version) else { throw VFSError.notFound }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            return Array(try encoder.encode(info.typedMeta))
+            return Array(CompactJSON.string(info.typedMeta).utf8)
         case (.versionRoot(let asset, let version, _, _, _)?, Self.inputsAttribute):
             guard let info = try catalog.version(of: asset, number: version) else { throw VFSError.notFound }
             return Array((try catalog.lineage(versionID: info.id) ?? LineageRecord()).summaryJSON.utf8)

@@ -11,7 +11,7 @@ final class OpenFile: @unchecked Sendable {
     private let label: String?
     /// For messages: ASSET/vN/PATH, or what the creator named it. Made when asked, not at every open.
     var path: String {
-        if let source { return "\(source.asset)/v\(source.version)/\(String(decoding: source.path, as: UTF8.self))" }
+        if let source { return "\(source.version.asset)/v\(source.version.version)/\(String(decoding: source.path, as: UTF8.self))" }
         return label ?? "file \(fileID)"
     }
     /// Where the bytes served to this open are counted for lineage; set before the handle is published.

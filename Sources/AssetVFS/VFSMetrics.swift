@@ -1,6 +1,12 @@
 import AssetStore
 import Metrics
 
+/// A version of an asset, as metrics and lineage count by it.
+struct VersionKey: Hashable, Sendable {
+    let asset: String
+    let version: Int
+}
+
 /// What the file system layer counts (no-ops unless the process bootstrapped a metrics backend).
 enum VFSMetrics {
     /// The mount's memory cache (`--cache-size`): whole chunks, blocks and block tables, verified.
@@ -17,11 +23,6 @@ enum VFSMetrics {
     /// A version file opened (or first read, on a mount whose opens the kernel serves): which versions the
     /// mount serves, by asset and version.
     static func versionFileOpened(asset: String, version: Int) { versionOpens.increment(VersionKey(asset: asset, version: version)) }
-
-    struct VersionKey: Hashable, Sendable {
-        let asset: String
-        let version: Int
-    }
 
     static let versionOpens = KeyedCounters<VersionKey> {
         Counter(label: "assetfs_version_file_opens_total", dimensions: [("asset", $0.asset), ("version", "v\($0.version)")])

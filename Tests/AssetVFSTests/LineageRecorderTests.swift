@@ -61,7 +61,7 @@ private func caller(_ pid: Int32) -> Caller { Caller(pid: pid, uid: 0, gid: 0) }
 private func source(_ asset: String, _ version: Int, _ path: String) -> LineageSource {
     var h: UInt64 = 1469598103934665603
     for b in "\(asset)@\(version)/\(path)".utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
-    return LineageSource(inode: h, asset: asset, version: version, path: Array(path.utf8))
+    return LineageSource(inode: h, version: VersionKey(asset: asset, version: version), path: Array(path.utf8))
 }
 
 @Suite("LineageRecorder: jobs, writers and bounds")

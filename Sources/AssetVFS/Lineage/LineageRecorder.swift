@@ -139,11 +139,7 @@ public final class LineageRecorder: @unchecked Sendable {
             job.files[source.inode] = (source, tally)
             listedFiles += 1
         } else {
-            let summary = job.omitted[InputKey(asset: source.asset, version: source.version)] ?? {
-                let s = OmittedTally()
-                job.omitted[InputKey(asset: source.asset, version: source.version)] = s
-                return s
-            }()
+            let summary = job.omittedTally(source.version)
             summary.files += 1
             tally = summary.tally
         }
@@ -154,23 +150,21 @@ public final class LineageRecorder: @unchecked Sendable {
     func served(_ tap: LineageTap, bytes: Int) {
         guard bytes > 0 else { return }
         let now = Clock.nowNanoseconds()
-        lock.withLock {
-            tap.tally.bytes += UInt64(bytes)
-            tap.job.lastNs = now
-            markChanged(tap.job)
-        }
+        lock.withLock { servedLocked(tap.job, tap.tally, bytes: bytes, now: now) }
     }
 
     /// A read that arrived without an open (an `-o ro` mount): counted as an open of the file the first time.
     func servedWithoutOpen(_ caller: Caller, _ source: LineageSource, bytes: Int) {
         guard let job = job(caller) else { return }
         let now = Clock.nowNanoseconds()
-        lock.withLock {
-            let tally = tallyLocked(job, source, opening: false)
-            tally.bytes += UInt64(max(0, bytes))
-            job.lastNs = now
-            markChanged(job)
-        }
+        lock.withLock { servedLocked(job, tallyLocked(job, source, opening: false), bytes: bytes, now: now) }
+    }
+
+    /// Under `lock`.
+    private func servedLocked(_ job: Job, _ tally: FileTally, bytes: Int, now: Int64) {
+        tally.bytes += UInt64(max(0, bytes))
+        job.lastNs = now
+        markChanged(job)
     }
 
     /// The caller changed something in workspace `id`. The first time a job does, everything it has read so far
@@ -242,12 +236,11 @@ public final class LineageRecorder: @unchecked Sendable {
         guard let job else { return nil }
         flush(only: job)
         return lock.withLock {
-            if jobs.removeValue(forKey: .run(session)) != nil { listedFiles -= job.fileCount }  // Written where it wrote, just above.
+            var gone = Set<ObjectIdentifier>()
+            drop(.run(session), into: &gone)  // Written where it wrote, just above; its threads were let go at the start.
             return job.record(store: store)
         }
     }
-
-    public var runCount: Int { lock.withLock { runs.count } }
 
     // MARK: Bounds
 
@@ -337,15 +330,9 @@ enum JobKey: Hashable {
 struct LineageSource: Sendable {
     /// The mount's inode number of the file: the same for the same asset, version and path.
     let inode: UInt64
-    let asset: String
-    let version: Int
+    let version: VersionKey
     /// Below the version's root (decoded as UTF-8 only when a record is written).
     let path: [UInt8]
-}
-
-struct InputKey: Hashable {
-    let asset: String
-    let version: Int
 }
 
 /// A job's state; every field is protected by the recorder's lock.
@@ -356,7 +343,7 @@ final class Job {
     /// Files listed, by inode.
     var files: [UInt64: (source: LineageSource, tally: FileTally)] = [:]
     /// Per version: what was read past the bounds (counts only).
-    var omitted: [InputKey: OmittedTally] = [:]
+    var omitted: [VersionKey: OmittedTally] = [:]
     /// Workspaces it wrote into.
     var writes = Set<Int64>()
     /// Something was read since the last write to its workspaces.
@@ -369,14 +356,21 @@ final class Job {
     }
 
     var fileCount: Int { files.count }
+
+    /// The counts of `version`'s files read past the bounds (made on first use).
+    func omittedTally(_ version: VersionKey) -> OmittedTally {
+        if let existing = omitted[version] { return existing }
+        let made = OmittedTally()
+        omitted[version] = made
+        return made
+    }
     var isRun: Bool { if case .run = key { return true } else { return false } }
 
     /// Folds the file lists into per-version counts; returns how many listed files that freed.
     func summarise() -> Int {
         let freed = files.count
         for (source, tally) in files.values {
-            let key = InputKey(asset: source.asset, version: source.version)
-            let summary = omitted[key] ?? { let s = OmittedTally(); omitted[key] = s; return s }()
+            let summary = omittedTally(source.version)
             summary.files += 1
             summary.tally.opens += tally.opens
             summary.tally.bytes += tally.bytes
@@ -391,9 +385,9 @@ final class Job {
         job.ended = LineageJob.iso(lastNs)
         // Named here, not when the job is first seen: the password database may be slow to load.
         if job.user.isEmpty { info.user = LineageRecorder.userName(job.uid); job.user = info.user }
-        var listed: [InputKey: [LineageFile]] = [:]
+        var listed: [VersionKey: [LineageFile]] = [:]
         for (source, tally) in files.values {
-            listed[InputKey(asset: source.asset, version: source.version), default: []]
+            listed[source.version, default: []]
                 .append(LineageFile(path: String(decoding: source.path, as: UTF8.self), bytes: tally.bytes, opens: tally.opens))
         }
         let observed = Set(listed.keys).union(omitted.keys).map { key -> LineageInput in

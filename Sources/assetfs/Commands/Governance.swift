@@ -40,10 +40,11 @@ struct Tag: ParsableCommand {
         var because = ""
         if let key = best ?? lowest {
             let versions = try catalog.versions(of: asset)
+            try requireMetaKeys([key], of: versions, asset: asset)
+            // Versions without the key sort last, so the first has it.
             let ranked = MetaSort(parsing: (best != nil ? "-" : "") + key).ordered(versions)
             guard let chosen = ranked.first, let value = chosen.typedMeta[key] else {
-                let known = Set(versions.flatMap { $0.meta.map(\.key) }).sorted().joined(separator: ", ")
-                throw RepositoryError(.usage, "no version of \(asset) has the key '\(key)'; its keys: \(known.isEmpty ? "none" : known)")
+                throw RepositoryError(.failure, "internal error: no version of \(asset) ranked by '\(key)'")
             }
             number = chosen.number
             because = " (\(best != nil ? "highest" : "lowest") \(key): \(value.text))"

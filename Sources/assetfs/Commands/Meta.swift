@@ -4,6 +4,14 @@ import AssetRepository
 import AssetFUSE
 import Foundation
 
+/// A usage error naming the first of `keys` that no version of `asset` has, and the keys there are.
+func requireMetaKeys(_ keys: [String], of versions: [VersionInfo], asset: String) throws {
+    let known = Set(versions.flatMap { $0.meta.map(\.key) })
+    guard let missing = keys.first(where: { !known.contains($0) }) else { return }
+    let names = known.sorted().joined(separator: ", ")
+    throw RepositoryError(.usage, "no version of \(asset) has the key '\(missing)'; its keys: \(names.isEmpty ? "none (set them with --meta KEY=VALUE)" : names)")
+}
+
 /// `assetfs meta`: versions by their metadata, as a table, JSON or CSV (issue 19).
 struct MetaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -50,11 +58,7 @@ struct MetaCommand: ParsableCommand {
         let known = Set(all.flatMap { $0.meta.map(\.key) })
         let parsed = try conditions.map { try MetaCondition(parsing: $0) }
         let order = sort.map(MetaSort.init(parsing:))
-        let unknown = (parsed.map(\.key) + (order.map { [$0.key] } ?? [])).filter { !known.contains($0) }
-        if let first = unknown.first {
-            let names = known.sorted().joined(separator: ", ")
-            throw RepositoryError(.usage, "no version of \(asset) has the key '\(first)'; its keys: \(names.isEmpty ? "none (set them with --meta KEY=VALUE)" : names)")
-        }
+        try requireMetaKeys(parsed.map(\.key) + (order.map { [$0.key] } ?? []), of: all, asset: asset)
         var versions = all.filter { v in parsed.allSatisfy { $0.holds(for: v.typedMeta) } }
         if let order { versions = order.ordered(versions) }
         if let limit { versions = Array(versions.prefix(limit)) }
@@ -116,10 +120,7 @@ struct PlotCommand: ParsableCommand {
 
     func run() throws {
         let versions = try store.open().catalog.versions(of: asset)
-        let known = Set(versions.flatMap { $0.meta.map(\.key) })
-        if let missing = keys.first(where: { !known.contains($0) }) {
-            throw RepositoryError(.usage, "no version of \(asset) has the key '\(missing)'; its keys: \(known.sorted().joined(separator: ", "))")
-        }
+        try requireMetaKeys(keys, of: versions, asset: asset)
         let chart = MetricChart(asset: asset, versions: versions, keys: keys, byCreationTime: x == .created)
         guard let out else {
             for line in chart.sparklines(width: Terminal.columns()) { print(line) }
