@@ -10,19 +10,12 @@ cd "$(dirname "$0")/.."
 work="${1:-/tmp/assetfs-lineagebench}"
 files="${2:-200000}"
 per=40
-if [ -n "${ASSETFS_BIN:-}" ]; then
-    bin="$ASSETFS_BIN"
-else
-    swift build -c release --product assetfs >/dev/null
-    bin="$(swift build -c release --show-bin-path)/assetfs"
-fi
+source Benchmarks/bench-lib.sh
+bench_binary
 rm -rf "$work"
 mkdir -p "$work/src" "$work/mnt" "$work/model"
 export ASSETFS_STORE="$work/store"
-cleanup() {
-    if grep -qs " $work/mnt " /proc/mounts; then "$bin" umount "$work/mnt" 2>/dev/null || fusermount3 -u -z "$work/mnt" || true; fi
-}
-trap cleanup EXIT
+unmount_on_exit "$work/mnt"
 
 echo "generating $files files..." >&2
 python3 - "$work/src" "$files" <<'EOF'

@@ -6,20 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-/tmp/assetfs-wsbench}"
 mib="${2:-1024}"
-# ASSETFS_BIN: use this binary instead of building one.
-if [ -n "${ASSETFS_BIN:-}" ]; then
-    bin="$ASSETFS_BIN"
-else
-    swift build -c release --product assetfs >/dev/null
-    bin="$(swift build -c release --show-bin-path)/assetfs"
-fi
+source Benchmarks/bench-lib.sh
+bench_binary
 rm -rf "$work"
 mkdir -p "$work/src" "$work/mnt" "$work/many"
 export ASSETFS_STORE="$work/store"
-cleanup() {
-    if grep -qs " $work/mnt " /proc/mounts; then "$bin" umount "$work/mnt" 2>/dev/null || fusermount3 -u -z "$work/mnt" || true; fi
-}
-trap cleanup EXIT
+unmount_on_exit "$work/mnt"
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
 

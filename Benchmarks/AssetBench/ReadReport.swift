@@ -87,10 +87,6 @@ struct ReadReport {
     private func targetTable() -> String {
         var t = MarkdownTable(["target", "mount", "measured", "result"], numeric: [2])
         let n = results["native"], b = results["borg"]
-        func ratio(_ x: Double?, _ y: Double?) -> Double? {
-            guard let x, let y, y > 0, x.isFinite, y.isFinite else { return nil }
-            return x / y
-        }
         // Every per-mount target for the default mount (workspaces served) and the versions-only one (-o ro).
         for (key, mount) in [("assetfs", "default"), ("assetfs-ro", "`-o ro`")] {
             guard let a = results[key] else { continue }
@@ -131,10 +127,8 @@ struct ReadReport {
                 ("random 4 KiB cold", { $0.random.map { iops($0.coldSeconds) } }),
                 ("random 4 KiB warm", { $0.random.map { iops($0.warmSeconds) } }),
             ]
-            for (what, figure) in rows {
-                let x = ratio(figure(a), figure(o))
-                let label = bound > 0 ? "lineage on / off, \(what) >= \(fixed(bound, 2))x" : "lineage opens visible, \(what)"
-                t.add([label, mount, times(x), bound > 0 ? verdict(x.map { $0 >= bound }) : "-"])
+            addRatios(&t, rows, a, o, mount: mount, bound: bound > 0 ? bound : nil) {
+                bound > 0 ? "lineage on / off, \($0) >= \(fixed(bound, 2))x" : "lineage opens visible, \($0)"
             }
         }
         // The new binary against the old one (`--baseline`), same run: no read row more than 5% slower.
@@ -151,10 +145,7 @@ struct ReadReport {
                 ("`ls -lR` (speed)", { 1 / $0.lsSeconds }),
                 ("`find` (speed)", { 1 / $0.findSeconds }),
             ]
-            for (what, figure) in rows {
-                let x = ratio(figure(a), figure(o))
-                t.add(["new / old binary, \(what) >= 0.95x", mount, times(x), verdict(x.map { $0 >= 0.95 })])
-            }
+            addRatios(&t, rows, a, o, mount: mount, bound: 0.95) { "new / old binary, \($0) >= 0.95x" }
             let peaks = ratio(a.peakKiB.map(Double.init), o.peakKiB.map(Double.init))
             t.add(["new / old binary, daemon peak RSS", mount, times(peaks), "-"])
         }
@@ -200,6 +191,20 @@ struct ReadReport {
         case "borg": "borg mount"
         case "restic": "restic mount"
         default: name
+        }
+    }
+
+    private func ratio(_ x: Double?, _ y: Double?) -> Double? {
+        guard let x, let y, y > 0, x.isFinite, y.isFinite else { return nil }
+        return x / y
+    }
+
+    /// One row per figure: `a`'s over `o`'s, judged against `bound` when there is one.
+    private func addRatios(_ t: inout MarkdownTable, _ rows: [(String, (TargetResult) -> Double?)], _ a: TargetResult, _ o: TargetResult,
+                           mount: String, bound: Double?, label: (String) -> String) {
+        for (what, figure) in rows {
+            let x = ratio(figure(a), figure(o))
+            t.add([label(what), mount, times(x), bound.map { b in verdict(x.map { $0 >= b }) } ?? "-"])
         }
     }
 
