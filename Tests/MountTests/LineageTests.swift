@@ -87,6 +87,12 @@ struct LineageTests {
         }
     }
 
+    /// model v1 (a README), and workspace `name` on it, where the tests' jobs write.
+    static func modelWorkspace(_ fx: MountFixture, _ name: String) throws {
+        try importVersions(fx, "model", count: 1, files: ["README"], size: 100)
+        try fx.cliOK(["workspace", "create", "model", name, "--from", "v1"])
+    }
+
     static func write(_ fx: MountFixture, _ name: String, _ text: String) throws -> String {
         let path = fx.scratchPath(name)
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -100,8 +106,7 @@ struct LineageTests {
         defer { fx.close() }
         try Self.importVersions(fx, "data", count: 3, files: (0..<6).map { "part-\($0).bin" })
         try Self.importVersions(fx, "labels", count: 5, files: ["labels.csv"], size: 3000)
-        try Self.importVersions(fx, "model", count: 1, files: ["README"], size: 100)
-        try fx.cliOK(["workspace", "create", "model", "run7", "--from", "v1"])
+        try Self.modelWorkspace(fx, "run7")
         try fx.mount()
 
         // Each in its own session, as two commands typed in two terminals are (the test's children otherwise
@@ -244,8 +249,7 @@ struct LineageTests {
         let fx = try MountFixture("lineage-atomic", backstop: 120)
         defer { fx.close() }
         try Self.importVersions(fx, "data", count: 1, files: ["a.bin"])
-        try Self.importVersions(fx, "model", count: 1, files: ["README"], size: 100)
-        try fx.cliOK(["workspace", "create", "model", "w", "--from", "v1"])
+        try Self.modelWorkspace(fx, "w")
         try fx.mount()
         let job = fx.run(["/bin/sh", "-c", "cat '\(fx.path("data/v1/a.bin"))' > '\(fx.path("model/workspaces/w/copy.bin"))'"])
         #expect(job.succeeded, "\(job)")
@@ -267,8 +271,7 @@ struct LineageTests {
         let fx = try MountFixture("lineage-kill", backstop: 120)
         defer { fx.close() }
         try Self.importVersions(fx, "data", count: 2, files: ["a.bin", "b.bin"])
-        try Self.importVersions(fx, "model", count: 1, files: ["README"], size: 100)
-        try fx.cliOK(["workspace", "create", "model", "w", "--from", "v1"])
+        try Self.modelWorkspace(fx, "w")
         let daemon = try fx.mount()
         let job = fx.run(["/bin/sh", "-c", "cat '\(fx.path("data/v2/a.bin"))' '\(fx.path("data/v2/b.bin"))' > '\(fx.path("model/workspaces/w/out.bin"))'"])
         #expect(job.succeeded, "\(job)")
