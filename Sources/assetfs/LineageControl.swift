@@ -47,15 +47,23 @@ enum LineageControl {
         ]
     }
 
+    /// POSTs `body` to `route` on the local socket of the mount at `mountpoint`; the answer's body.
+    static func post(_ route: String, to mountpoint: String, body: Data = Data(), timeout: Double = 5) throws -> Data {
+        try MountControl.request(unixSocket: MountSocket.path(forMountpoint: mountpoint), method: "POST", path: route, body: body,
+                                 timeout: timeout)
+    }
+
+    /// Whether `error` is a mount's answer that it records no lineage (`--no-lineage`).
+    static func isOff(_ error: Error) -> Bool { (error as? TelemetryError)?.status == offAnswer.0 }
+
     /// Asks every mount of the store at `root` on this host to write its writers' observations now; returns the
     /// mounts that did not answer (their last second of observations may be missing).
     static func flushMounts(ofStore root: String) -> [String] {
         var silent: [String] = []
         for mountpoint in MountTable.mounts(ofStore: root) {
-            let socket = MountSocket.path(forMountpoint: mountpoint)
             do {
-                _ = try MountControl.request(unixSocket: socket, method: "POST", path: "/lineage/flush", timeout: 10)
-            } catch let error as TelemetryError where error.status == offAnswer.0 {
+                _ = try post("/lineage/flush", to: mountpoint, timeout: 10)
+            } catch where isOff(error) {
                 continue  // --no-lineage: nothing to flush.
             } catch {
                 silent.append(mountpoint)

@@ -145,10 +145,9 @@ struct RunCommand: ParsableCommand {
         var silent: [(String, String)] = []
         for mount in MountTable.assetfsMounts() {
             do {
-                _ = try MountControl.request(unixSocket: MountSocket.path(forMountpoint: mount.mountpoint), method: "POST",
-                                             path: "/lineage/runs/begin", body: try JSONEncoder().encode(begin))
+                _ = try LineageControl.post("/lineage/runs/begin", to: mount.mountpoint, body: try JSONEncoder().encode(begin))
                 asked.append(mount.mountpoint)
-            } catch let error as TelemetryError where error.status == LineageControl.offAnswer.0 {
+            } catch where LineageControl.isOff(error) {
                 silent.append((mount.mountpoint, "it records no lineage: --no-lineage"))
             } catch {
                 silent.append((mount.mountpoint, "\(error)"))
@@ -165,8 +164,7 @@ struct RunCommand: ParsableCommand {
         let end = try JSONEncoder().encode(LineageControl.RunEnd(session: pid))
         for mountpoint in asked {
             do {
-                let answer = try MountControl.request(unixSocket: MountSocket.path(forMountpoint: mountpoint), method: "POST",
-                                                      path: "/lineage/runs/end", body: end, timeout: 30)
+                let answer = try LineageControl.post("/lineage/runs/end", to: mountpoint, body: end, timeout: 30)
                 record.merge(try LineageRecord.decode(String(decoding: answer, as: UTF8.self)))
             } catch {
                 silent.append((mountpoint, "\(error)"))
