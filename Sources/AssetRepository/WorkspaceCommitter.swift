@@ -107,13 +107,20 @@ public struct WorkspaceCommitter {
         guard node.kind == .file else { return nil }
         let size = try workspace.size(of: node)
         guard size <= 16 << 20 else { throw RepositoryError(.usage, "\(path) is \(size) bytes: a metrics file of at most 16 MiB is expected") }
-        let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
+        let (delta, base) = try mergedSources(node)
         defer { delta?.close() }
-        let base = try node.baseFileID.map { try StoredFileRangeReader(repo: repo, fileID: $0) }
-        return try Workspace.readMerged(node, size: size, delta: delta, offset: 0, count: Int(size)) { offset, count in
-            guard let base else { return [UInt8](repeating: 0, count: count) }
-            return try base.read(offset, count)
-        }
+        return try Workspace.readMerged(node, size: size, delta: delta, offset: 0, count: Int(size), base: base)
+    }
+
+    /// What a workspace file's bytes are merged from: its delta file, open (the caller closes it), and a reader
+    /// of its stored base (zeros when it has none).
+    private func mergedSources(_ node: WorkspaceNode) throws -> (delta: DeltaFile?, base: (UInt64, Int) throws -> [UInt8]) {
+        let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
+        let stored = try node.baseFileID.map { try StoredFileRangeReader(repo: repo, fileID: $0) }
+        return (delta, { offset, count in
+            guard let stored else { return [UInt8](repeating: 0, count: count) }
+            return try stored.read(offset, count)
+        })
     }
 
     /// What the mount observed the workspace's writers read, with the declared inputs.
@@ -202,18 +209,14 @@ public struct WorkspaceCommitter {
             return try commitEditedFile(node, baseID: baseID, importer: importer)
         }
         let size = try workspace.size(of: node)
-        let delta = node.hasDelta ? try DeltaFile.open(workspace.deltaPath(node.ino), create: false) : nil
+        let (delta, base) = try mergedSources(node)
         defer { delta?.close() }
-        let base = try node.baseFileID.map { try StoredFileRangeReader(repo: repo, fileID: $0) }
         var position: UInt64 = 0
         let (file, length) = try importer.streamChunks(size: size) { buffer in
             let want = Int(min(UInt64(buffer.count), size - position))
             guard want > 0 else { return 0 }
             let n = try Workspace.readMerged(node, size: size, delta: delta, offset: position,
-                                             into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want])) { offset, count in
-                guard let base else { return [UInt8](repeating: 0, count: count) }
-                return try base.read(offset, count)
-            }
+                                             into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), base: base)
             position += UInt64(n)
             return n
         }
