@@ -40,25 +40,54 @@ public final class S3Server: @unchecked Sendable {
         self.bucket = bucket
         self.namespace = namespace
         secretKey = "secret-\(UInt64.random(in: 0...UInt64.max))"
-        let ports = try freePorts(10)
-        endpoint = "http://\(address):\(ports[0])"
         try FileManager.default.createDirectory(atPath: directory + "/data", withIntermediateDirectories: true)
-        let argv = inNamespace(namespace) + [try Self.weedBinary(), "mini", "-dir=\(directory)/data", "-ip=\(address)", "-ip.bind=\(address)",
-                    "-s3.port=\(ports[0])", "-s3.port.grpc=\(ports[1])", "-master.port=\(ports[2])", "-master.port.grpc=\(ports[3])",
-                    "-volume.port=\(ports[4])", "-volume.port.grpc=\(ports[5])", "-filer.port=\(ports[6])",
-                    "-filer.port.grpc=\(ports[7])", "-admin.port=\(ports[8])", "-admin.port.grpc=\(ports[9])",
-                    "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-bucket=\(bucket)"]
-        process = try ChildProcess.spawn(argv, scratch: directory,
-                                         environment: ["AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey])
+        // Ports are free when chosen but can be taken before SeaweedFS binds them (another test's server starting
+        // at the same moment): a start that fails with "address already in use" is tried again on new ports.
+        var attempt = 0
+        while true {
+            attempt += 1
+            let ports = try freePorts(10)
+            let endpoint = "http://\(address):\(ports[0])"
+            let argv = inNamespace(namespace) + [try Self.weedBinary(), "mini", "-dir=\(directory)/data", "-ip=\(address)", "-ip.bind=\(address)",
+                        "-s3.port=\(ports[0])", "-s3.port.grpc=\(ports[1])", "-master.port=\(ports[2])", "-master.port.grpc=\(ports[3])",
+                        "-volume.port=\(ports[4])", "-volume.port.grpc=\(ports[5])", "-filer.port=\(ports[6])",
+                        "-filer.port.grpc=\(ports[7])", "-admin.port=\(ports[8])", "-admin.port.grpc=\(ports[9])",
+                        "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-bucket=\(bucket)"]
+            let process = try ChildProcess.spawn(argv, scratch: directory,
+                                                 environment: ["AWS_ACCESS_KEY_ID": accessKey, "AWS_SECRET_ACCESS_KEY": secretKey])
+            switch try Self.waitUntilReady(process, endpoint: endpoint, bucket: bucket, accessKey: accessKey, secretKey: secretKey,
+                                           namespace: namespace, readiness: readiness) {
+            case .ready:
+                self.endpoint = endpoint
+                self.process = process
+                return
+            case .portTaken(let result) where attempt < 3:
+                _ = result  // Tried again below, on other ports.
+            case .portTaken(let result):
+                throw TestFailure("SeaweedFS exited before it was ready, three times a port was taken: \(result)")
+            }
+        }
+    }
+
+    private enum Start { case ready, portTaken(ProcessResult) }
+
+    /// Waits until the bucket answers; a server that exits because a port was taken is reported as such, any
+    /// other exit or a timeout is an error.
+    private static func waitUntilReady(_ process: ChildProcess, endpoint: String, bucket: String, accessKey: String, secretKey: String,
+                                       namespace: String?, readiness: Double) throws -> Start {
         let deadline = Date().addingTimeInterval(readiness)
         while true {
             if process.poll() {
                 let result = process.wait(timeout: 1)
+                if (result.err + result.out).contains("address already in use") { return .portTaken(result) }
                 throw TestFailure("SeaweedFS exited before it was ready: \(result)")
             }
-            if (try? bucketAnswers()) == true { break }
+            if (try? bucketAnswers(endpoint: endpoint, bucket: bucket, accessKey: accessKey, secretKey: secretKey, namespace: namespace)) == true {
+                return .ready
+            }
             if Date() >= deadline {
-                stop()
+                process.signal(SIGTERM)
+                _ = process.wait(timeout: 5)  // Kills with SIGKILL on timeout.
                 throw TestFailure("SeaweedFS did not answer on \(endpoint) within \(readiness) s; its output: \(process.currentStdout().suffix(2000))")
             }
             usleep(100_000)
@@ -68,7 +97,7 @@ public final class S3Server: @unchecked Sendable {
     deinit { stop() }
 
     /// Whether the bucket answers a signed HEAD with 200 (curl signs, as a person debugging would).
-    private func bucketAnswers() throws -> Bool {
+    private static func bucketAnswers(endpoint: String, bucket: String, accessKey: String, secretKey: String, namespace: String?) throws -> Bool {
         let out = try runForOutput(inNamespace(namespace) + ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
                                     "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", "\(accessKey):\(secretKey)",
                                     "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-I", "\(endpoint)/\(bucket)"])
